@@ -1,0 +1,111 @@
+"""What a Python migration's ``up(ctx)`` / ``down(ctx)`` receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import structlog
+
+from ._sql import quote_ident, render
+from .durations import format_ms
+
+
+class MigrationContext:
+    """One tenant, one migration: the schema, the connection and helpers.
+
+    ``execute``, ``fetch``, ``fetchrow`` and ``fetchval`` replace ``{{schema}}`` with the
+    quoted tenant schema; values go as ``$1, $2`` parameters, never into the text.
+    """
+
+    def __init__(
+        self,
+        *,
+        conn: Any,
+        schema: str,
+        version: int,
+        run_id: str,
+        transactional: bool,
+        lock_timeout_ms: int,
+        log: Any,
+    ) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.quoted = quote_ident(schema)
+        self.version = version
+        self.run_id = run_id
+        self.transactional = transactional
+        self.lock_timeout_ms = lock_timeout_ms
+        self.log: structlog.stdlib.BoundLogger = log
+
+    def sql(self, text: str) -> str:
+        """*text* with ``{{schema}}`` replaced."""
+        return render(text, self.schema)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        result: str = await self.conn.execute(self.sql(sql), *args)
+        return result
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self.conn.fetch(self.sql(sql), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchrow(self.sql(sql), *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchval(self.sql(sql), *args)
+
+    async def backfill(
+        self,
+        table: str,
+        set_sql: str,
+        *,
+        where: str | None = None,
+        key: str = "id",
+        batch_size: int = 1000,
+        pause: float = 0.0,
+    ) -> int:
+        """Update *table* in keyset batches over its integer *key*, each batch committed
+        on its own, pausing *pause* seconds between batches; returns the rows updated.
+
+        Only in a non-transactional migration (``transactional = False``): in one
+        transaction, batches would hold every row lock to the end.
+        """
+        if self.transactional:
+            raise RuntimeError(
+                "ctx.backfill commits each batch: set transactional = False in this migration"
+            )
+        relation = f"{self.quoted}.{quote_ident(table)}"
+        column = quote_ident(key)
+        condition = f" AND ({self.sql(where)})" if where else ""
+        next_upper = (
+            f"SELECT max({column}) FROM (SELECT {column} FROM {relation} "
+            f"WHERE {column} > $1 ORDER BY {column} LIMIT $2) AS batch"
+        )
+        update = (
+            f"UPDATE {relation} SET {self.sql(set_sql)} "
+            f"WHERE {column} > $1 AND {column} <= $2{condition}"
+        )
+        first = f"SELECT min({column}) - 1 FROM {relation}"
+        lower = await self.conn.fetchval(first)
+        total = 0
+        batches = 0
+        while lower is not None:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                    format_ms(self.lock_timeout_ms),
+                )
+                upper = await self.conn.fetchval(next_upper, lower, batch_size)
+                if upper is None:
+                    break
+                status = await self.conn.execute(update, lower, upper)
+            updated = int(status.rsplit(" ", 1)[-1])
+            total += updated
+            batches += 1
+            self.log.debug("backfill batch", table=table, upto=upper, rows=updated)
+            lower = upper
+            if pause:
+                await anyio.sleep(pause)
+        self.log.debug("backfill done", table=table, rows=total, batches=batches)
+        return total

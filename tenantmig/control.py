@@ -1,0 +1,335 @@
+"""The control schema (``tenantmig`` by default): runs, the failure ledger, and the
+server-side apply function.
+
+The apply function runs a batch of SQL migrations for one tenant in a single round
+trip: it takes the tenant's transaction-level advisory lock, sets the lock timeout and
+an empty ``search_path`` for the transaction, creates the history table on first use,
+re-reads the history under the lock, and applies and records each version not yet
+applied. Called as one statement, it is one transaction, so it also works through
+PgBouncer in transaction pooling mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ._sql import quote_ident
+from .history import HISTORY_COLUMNS, HISTORY_TABLE
+
+# Bump when the function's body or signature changes; the name carries it so that
+# runners of different releases never replace each other's function mid-run.
+APPLY_FUNCTION = "apply_v1"
+
+_CONTROL_LOCK_NAMESPACE = b"tenantmig:control:"
+_TENANT_LOCK_NAMESPACE = b"tenantmig:tenant:"
+
+
+def _key(namespace: bytes, name: str) -> int:
+    digest = hashlib.blake2b(namespace + name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def tenant_lock_key(schema: str) -> int:
+    """The advisory lock key of one tenant: the same for every runner and for provision."""
+    return _key(_TENANT_LOCK_NAMESPACE, schema)
+
+
+def control_lock_key(control_schema: str) -> int:
+    return _key(_CONTROL_LOCK_NAMESPACE, control_schema)
+
+
+def apply_function(control_schema: str) -> str:
+    return f"{quote_ident(control_schema)}.{APPLY_FUNCTION}"
+
+
+def _apply_function_sql(control_schema: str) -> str:
+    history = HISTORY_TABLE
+    return f"""
+CREATE OR REPLACE FUNCTION {apply_function(control_schema)}(
+    p_schema text,
+    p_lock bigint,
+    p_run_id text,
+    p_lock_timeouts text[],
+    p_versions bigint[],
+    p_descriptions text[],
+    p_checksums text[],
+    p_sqls text[],
+    p_undo boolean
+) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE AS $tenantmig$
+DECLARE
+    v_applied bigint[] := '{{}}';
+    v_started timestamptz;
+    v_done boolean;
+BEGIN
+    -- p_schema arrives quoted by the client's single quoting function.
+    PERFORM pg_catalog.pg_advisory_xact_lock(p_lock);
+    PERFORM pg_catalog.set_config('search_path', '', true);
+    PERFORM pg_catalog.set_config('lock_timeout', coalesce(p_lock_timeouts[1], '0'), true);
+    IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
+        EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
+    END IF;
+    FOR i IN 1 .. coalesce(pg_catalog.array_length(p_versions, 1), 0) LOOP
+        -- A new snapshot per statement: this sees every commit made before the lock.
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || p_schema
+            || '.{history} WHERE version = $1)' INTO v_done USING p_versions[i];
+        CONTINUE WHEN v_done <> p_undo;
+        PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[i], true);
+        v_started := pg_catalog.clock_timestamp();
+        EXECUTE p_sqls[i];
+        IF p_undo THEN
+            EXECUTE 'DELETE FROM ' || p_schema || '.{history} WHERE version = $1'
+            USING p_versions[i];
+        ELSE
+            EXECUTE 'INSERT INTO ' || p_schema || '.{history} '
+                || '(version, description, checksum, applied_at, duration_ms, run_id) '
+                || 'VALUES ($1, $2, $3, now(), $4, $5)'
+            USING p_versions[i], p_descriptions[i], p_checksums[i],
+                (extract(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000)::integer,
+                p_run_id;
+        END IF;
+        v_applied := v_applied || p_versions[i];
+    END LOOP;
+    RETURN v_applied;
+END
+$tenantmig$
+"""
+
+
+def _control_ddl(control_schema: str) -> list[str]:
+    ctl = quote_ident(control_schema)
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {ctl}",
+        f"""CREATE TABLE IF NOT EXISTS {ctl}.runs (
+            run_id text PRIMARY KEY,
+            command text NOT NULL,
+            target bigint,
+            status text NOT NULL DEFAULT 'running',
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            invoked_by text NOT NULL DEFAULT current_user,
+            hostname text,
+            arguments jsonb NOT NULL DEFAULT '{{}}',
+            resumed_from text,
+            tenants integer NOT NULL DEFAULT 0
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {ctl}.ledger (
+            run_id text NOT NULL REFERENCES {ctl}.runs (run_id) ON DELETE CASCADE,
+            tenant text NOT NULL,
+            status text NOT NULL,
+            version_before bigint,
+            version_reached bigint,
+            target bigint,
+            failing_version bigint,
+            sqlstate text,
+            message text,
+            attempts integer NOT NULL DEFAULT 0,
+            started_at timestamptz,
+            finished_at timestamptz,
+            PRIMARY KEY (run_id, tenant)
+        )""",
+        f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {ctl}.runs (started_at)",
+        _apply_function_sql(control_schema),
+    ]
+
+
+async def control_exists(conn: Any, control_schema: str) -> bool:
+    """Whether this release's control objects exist (cheap: one catalog lookup)."""
+    signature = (
+        f"{apply_function(control_schema)}"
+        "(text, bigint, text, text[], bigint[], text[], text[], text[], boolean)"
+    )
+    found = await conn.fetchval(
+        "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL "
+        "AND pg_catalog.to_regclass($2) IS NOT NULL",
+        signature,
+        f"{quote_ident(control_schema)}.ledger",
+    )
+    return bool(found)
+
+
+async def ensure_control(conn: Any, control_schema: str) -> None:
+    """Create the control schema, its tables and the apply function if missing.
+
+    Serialised by an advisory lock so two runners starting together do not collide.
+    """
+    if await control_exists(conn, control_schema):
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)",
+                           control_lock_key(control_schema))
+        if await control_exists(conn, control_schema):
+            return
+        for statement in _control_ddl(control_schema):
+            await conn.execute(statement)
+
+
+# --- runs and ledger ---------------------------------------------------------------
+
+LEDGER_STATUSES = ("pending", "succeeded", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``."""
+
+    run_id: str
+    command: str
+    target: int | None
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    invoked_by: str
+    hostname: str | None
+    arguments: dict[str, Any]
+    resumed_from: str | None
+    tenants: int
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One tenant's outcome in one run, as stored."""
+
+    tenant: str
+    status: str
+    version_before: int | None
+    version_reached: int | None
+    target: int | None
+    failing_version: int | None
+    sqlstate: str | None
+    message: str | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+async def start_run(
+    conn: Any,
+    control_schema: str,
+    *,
+    run_id: str,
+    command: str,
+    target: int | None,
+    arguments: dict[str, Any],
+    resumed_from: str | None,
+    tenants: Sequence[tuple[str, str, int | None, int | None]],
+) -> None:
+    """Record a run and one ledger row per targeted tenant: (tenant, status, before, target)."""
+    ctl = quote_ident(control_schema)
+    async with conn.transaction():
+        await conn.execute(
+            f"INSERT INTO {ctl}.runs (run_id, command, target, hostname, arguments, "
+            "resumed_from, tenants) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+            run_id,
+            command,
+            target,
+            socket.gethostname(),
+            json.dumps(arguments),
+            resumed_from,
+            len(tenants),
+        )
+        await conn.copy_records_to_table(
+            "ledger",
+            schema_name=control_schema,
+            columns=["run_id", "tenant", "status", "version_before", "version_reached",
+                     "target"],
+            records=[(run_id, t, status, before, before, tgt) for t, status, before, tgt in tenants],
+        )
+
+
+async def write_outcomes(conn: Any, control_schema: str, run_id: str,
+                         rows: Sequence[LedgerRow]) -> None:
+    """Update the ledger rows of finished tenants in one statement."""
+    if not rows:
+        return
+    ctl = quote_ident(control_schema)
+    await conn.execute(
+        f"""
+        UPDATE {ctl}.ledger AS l SET
+            status = u.status, version_reached = u.version_reached,
+            failing_version = u.failing_version, sqlstate = u.sqlstate,
+            message = u.message, attempts = u.attempts,
+            started_at = u.started_at, finished_at = u.finished_at
+        FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                    $7::text[], $8::integer[], $9::timestamptz[], $10::timestamptz[])
+            AS u(tenant, status, version_reached, failing_version, sqlstate, message,
+                 attempts, started_at, finished_at)
+        WHERE l.run_id = $1 AND l.tenant = u.tenant
+        """,
+        run_id,
+        [r.tenant for r in rows],
+        [r.status for r in rows],
+        [r.version_reached for r in rows],
+        [r.failing_version for r in rows],
+        [r.sqlstate for r in rows],
+        [r.message for r in rows],
+        [r.attempts for r in rows],
+        [r.started_at for r in rows],
+        [r.finished_at for r in rows],
+    )
+
+
+async def finish_run(conn: Any, control_schema: str, run_id: str, status: str) -> None:
+    ctl = quote_ident(control_schema)
+    await conn.execute(
+        f"UPDATE {ctl}.runs SET status = $2, finished_at = now() WHERE run_id = $1",
+        run_id,
+        status,
+    )
+
+
+def _run(row: Any) -> RunRecord:
+    arguments = row["arguments"]
+    return RunRecord(
+        run_id=row["run_id"],
+        command=row["command"],
+        target=row["target"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        invoked_by=row["invoked_by"],
+        hostname=row["hostname"],
+        arguments=json.loads(arguments) if isinstance(arguments, str) else dict(arguments),
+        resumed_from=row["resumed_from"],
+        tenants=row["tenants"],
+    )
+
+
+async def read_run(conn: Any, control_schema: str, run_id: str | None) -> RunRecord | None:
+    """A run by id, or the latest run when *run_id* is None."""
+    if not await control_exists(conn, control_schema):
+        return None
+    ctl = quote_ident(control_schema)
+    if run_id is None:
+        row = await conn.fetchrow(
+            f"SELECT * FROM {ctl}.runs ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        )
+    else:
+        row = await conn.fetchrow(f"SELECT * FROM {ctl}.runs WHERE run_id = $1", run_id)
+    return _run(row) if row is not None else None
+
+
+async def read_ledger(conn: Any, control_schema: str, run_id: str) -> list[LedgerRow]:
+    ctl = quote_ident(control_schema)
+    rows = await conn.fetch(
+        f"SELECT tenant, status, version_before, version_reached, target, failing_version, "
+        f"sqlstate, message, attempts, started_at, finished_at FROM {ctl}.ledger "
+        "WHERE run_id = $1 ORDER BY tenant",
+        run_id,
+    )
+    return [LedgerRow(**dict(r)) for r in rows]
+
+
+async def latest_failures(conn: Any, control_schema: str) -> dict[str, LedgerRow]:
+    """Tenants that failed in the latest run, for ``status``."""
+    run = await read_run(conn, control_schema, None)
+    if run is None:
+        return {}
+    return {r.tenant: r for r in await read_ledger(conn, control_schema, run.run_id)
+            if r.status == "failed"}

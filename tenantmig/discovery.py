@@ -1,0 +1,89 @@
+"""Discovery: which tenant schemas a command targets in one database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError, TargetError
+
+_SYSTEM = ("public", "information_schema")
+
+
+@dataclass(frozen=True)
+class Targeting:
+    """How the user chose tenants: explicit names, or a literal prefix, minus exclusions."""
+
+    tenants: tuple[str, ...] = ()
+    prefix: str = "tenant_"
+    exclude: tuple[str, ...] = field(default=())
+
+    @property
+    def explicit(self) -> bool:
+        return bool(self.tenants)
+
+
+def read_tenants_file(path: str | Path) -> list[str]:
+    """One tenant per line; blank lines and ``#`` comments ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read tenants file {path}: {exc.strerror or exc}") from exc
+    names = []
+    for line in text.splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+    return names
+
+
+_BY_PREFIX = """
+SELECT nspname FROM pg_catalog.pg_namespace
+WHERE left(nspname, length($1)) = $1 AND nspname <> ALL($2::text[])
+ORDER BY nspname
+"""
+
+_EXISTING = """
+SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])
+"""
+
+
+def _reserved(name: str, control_schema: str) -> bool:
+    return name in _SYSTEM or name == control_schema or name.startswith("pg_")
+
+
+async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> list[str]:
+    """The tenant schemas to target, in a stable order.
+
+    Explicit names must all exist (else :class:`TargetError`, before anything runs);
+    a prefix is matched literally, so ``tenantx_1`` never matches ``tenant_``.
+    """
+    excluded = set(targeting.exclude)
+    if targeting.explicit:
+        names = list(dict.fromkeys(targeting.tenants))
+        bad = [n for n in names if _reserved(n, control_schema)]
+        if bad:
+            raise TargetError(f"not a tenant schema: {', '.join(bad)}")
+        rows = await conn.fetch(_EXISTING, names)
+        existing = {r[0] for r in rows}
+        missing = [n for n in names if n not in existing]
+        if missing:
+            shown = ", ".join(repr(n) for n in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise TargetError(f"tenant schema not found: {shown}{more}")
+        return [n for n in names if n not in excluded]
+    if not targeting.prefix:
+        raise ConfigError("an empty --prefix would target every schema; name tenants instead")
+    skip = [control_schema, *_SYSTEM]
+    rows = await conn.fetch(_BY_PREFIX, targeting.prefix, skip)
+    return [r[0] for r in rows if r[0] not in excluded and not r[0].startswith("pg_")]
+
+
+def merge_tenants(explicit: Iterable[str], files: Sequence[str | Path]) -> tuple[str, ...]:
+    """Names from --tenant and every --tenants-file, first occurrence wins."""
+    names = list(explicit)
+    for f in files:
+        names.extend(read_tenants_file(f))
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,424 @@
+"""The engine: config -> source -> discovery -> plan -> executor -> ledger -> report.
+
+The command line and the Python API are thin layers over :class:`Engine`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+import structlog
+
+from . import control
+from ._exceptions import DatabaseUnavailable, DriftError, TargetError, TenantmigError
+from ._sql import quote_ident, redact_dsn, scrub
+from .discovery import Targeting, discover
+from .durations import parse_duration_ms
+from .executor import Executor, ExecOptions, OutcomeCallback, TenantOutcome
+from .history import read_histories
+from .ledger import LedgerWriter
+from .plan import Plan, TenantPlan, make_plan, plan_down
+from .report import Report, Status, TenantStatus
+from .source import MigrationSet, load_migrations
+
+log = structlog.get_logger("tenantmig")
+
+_CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough across runners: UTC time plus random bits."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _ms(value: str | int | float | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return parse_duration_ms(value)
+    return round(value * 1000)
+
+
+class Engine:
+    """Migrates the tenant schemas of one database.
+
+    Give it a DSN (it opens and closes its own pool) or an application's asyncpg
+    ``pool`` (it never closes it). Use ``async with Engine(...)`` or call
+    :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: Any = None,
+        migrations: str | Path | MigrationSet = "migrations",
+        concurrency: int = 8,
+        lock_timeout: str | float | None = "5s",
+        retries: int = 3,
+        prefix: str = "tenant_",
+        control_schema: str = "tenantmig",
+        atomic_tenant: bool = False,
+        max_failures: int | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        retry_wait: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        if (dsn is None) == (pool is None):
+            raise TypeError("give Engine either a dsn or a pool")
+        if concurrency < 1:
+            raise TenantmigError("concurrency must be at least 1")
+        self.dsn = dsn
+        self._pool = pool
+        self._owns_pool = pool is None
+        self.migrations = (
+            migrations if isinstance(migrations, MigrationSet) else load_migrations(migrations)
+        )
+        self.prefix = prefix
+        self.control_schema = control_schema
+        self.options = ExecOptions(
+            concurrency=concurrency,
+            lock_timeout_ms=_ms(lock_timeout, 0),
+            retries=retries,
+            atomic_tenant=atomic_tenant,
+            max_failures=max_failures,
+            control_schema=control_schema,
+            retry_initial_wait=retry_wait[0],
+            retry_max_wait=retry_wait[1],
+        )
+        self.on_outcome = on_outcome
+        self._executor: Executor | None = None
+        self._stop_requested = False
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.pool()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def pool(self) -> Any:
+        """The connection pool, opened on first use."""
+        if self._pool is None:
+            assert self.dsn is not None
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.options.concurrency + 1,
+                    server_settings={"application_name": "tenantmig"},
+                )
+            except _CONNECT_ERRORS as exc:
+                raise DatabaseUnavailable(
+                    f"cannot connect to {redact_dsn(self.dsn)}: "
+                    f"{scrub(str(exc) or type(exc).__name__, [self.dsn])}"
+                ) from None
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None and self._owns_pool:
+            await self._pool.close()
+            self._pool = None
+
+    def request_stop(self) -> None:
+        """Start no new tenant (e.g. on SIGINT); running ones finish and are recorded."""
+        self._stop_requested = True
+        if self._executor is not None:
+            self._executor.stop()
+
+    # --- reading --------------------------------------------------------------------
+
+    async def tenants(
+        self,
+        tenants: Iterable[str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> list[str]:
+        """The targeted tenant schemas (explicit names must exist)."""
+        targeting = Targeting(
+            tenants=tuple(tenants or ()),
+            prefix=self.prefix if prefix is None else prefix,
+            exclude=tuple(exclude),
+        )
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            return await discover(conn, targeting, control_schema=self.control_schema)
+
+    def _check_target(self, target: int | None) -> None:
+        if target is not None and target != 0 and target not in self.migrations.by_version():
+            raise TargetError(f"no migration has version {target}")
+
+    async def plan(
+        self,
+        tenants: Iterable[str] | None = None,
+        *,
+        target: int | None = None,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> Plan:
+        """What :meth:`upgrade` would do; touches nothing."""
+        self._check_target(target)
+        names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        histories = await read_histories(await self.pool(), names,
+                                         concurrency=self.options.concurrency)
+        return make_plan(self.migrations, histories, names, target)
+
+    async def status(
+        self,
+        tenants: Iterable[str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> Status:
+        """Versions across tenants, pending and drifted, and failures of the latest run."""
+        plan = await self.plan(tenants, exclude=exclude, prefix=prefix)
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            last_run = await control.read_run(conn, self.control_schema, None)
+            failures = (
+                await control.latest_failures(conn, self.control_schema) if last_run else {}
+            )
+        by_version = Counter(t.current for t in plan.tenants)
+        return Status(
+            head=self.migrations.head,
+            tenants=tuple(
+                TenantStatus(
+                    tenant=t.tenant,
+                    current=t.current,
+                    pending=tuple(m.version for m in t.pending),
+                    drifted=t.drifted,
+                    unknown=t.unknown,
+                    last_failure=failures.get(t.tenant),
+                )
+                for t in plan.tenants
+            ),
+            last_run=last_run,
+            by_version=dict(by_version),
+        )
+
+    async def ledger(
+        self, run_id: str | None = None
+    ) -> tuple[control.RunRecord, list[control.LedgerRow]]:
+        """A run (default: the latest) and its ledger rows."""
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            run = await control.read_run(conn, self.control_schema, run_id)
+            if run is None:
+                raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
+            return run, await control.read_ledger(conn, self.control_schema, run.run_id)
+
+    # --- changing -------------------------------------------------------------------
+
+    async def upgrade(
+        self,
+        tenants: Iterable[str] | None = None,
+        *,
+        target: int | None = None,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        command: str = "up",
+        resumed_from: str | None = None,
+    ) -> Report:
+        """Bring the targeted tenants to *target* (default: the latest version)."""
+        t0 = time.perf_counter()
+        plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
+        self._refuse_drift(plan)
+        return await self._execute(
+            plan.tenants, plan.target, "up", command, arguments, resumed_from, t0
+        )
+
+    async def downgrade(
+        self,
+        target: int,
+        tenants: Iterable[str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> Report:
+        """Apply undo migrations, newest first, until each tenant is at *target*."""
+        t0 = time.perf_counter()
+        self._check_target(target)
+        names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        histories = await read_histories(await self.pool(), names,
+                                         concurrency=self.options.concurrency)
+        plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
+        self._refuse_drift(Plan(target, tuple(plans)))
+        missing = sorted({m.version for p in plans for m in p.pending if m.down is None})
+        if missing:
+            raise TargetError(
+                "no undo for version(s) " + ", ".join(map(str, missing))
+                + f": cannot go down to {target}"
+            )
+        return await self._execute(plans, target, "down", "down", arguments, None, t0)
+
+    async def resume(self, run_id: str | None = None) -> Report:
+        """Re-run the failed and unfinished tenants of a run, to that run's target."""
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            run = await control.read_run(conn, self.control_schema, run_id)
+            if run is None:
+                raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
+            rows = await control.read_ledger(conn, self.control_schema, run.run_id)
+        todo = [r.tenant for r in rows if r.status in ("failed", "pending")]
+        arguments = {"resume": run.run_id}
+        if not todo:
+            return Report("resume", None, run.target, (), 0.0)
+        async with pool.acquire() as conn:
+            existing = {
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)", todo
+                )
+            }
+        todo = [t for t in todo if t in existing]
+        if run.command == "down":
+            if run.target is None:
+                raise TargetError(f"run {run.run_id} has no target")
+            report = await self.downgrade(run.target, todo, arguments=arguments)
+        else:
+            report = await self.upgrade(todo, target=run.target, arguments=arguments,
+                                        command="resume", resumed_from=run.run_id)
+        return report
+
+    def _refuse_drift(self, plan: Plan) -> None:
+        drift = plan.drift()
+        if not drift:
+            return
+        known = self.migrations.by_version()
+        lines = []
+        for version, names in sorted(drift.items()):
+            what = (
+                f"{known[version].filename} changed after it was applied"
+                if version in known
+                else f"version {version} was applied but has no file"
+            )
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                             else "")
+            lines.append(f"{what} (tenants: {shown})")
+        raise DriftError("drift: " + "; ".join(lines), drift)
+
+    async def _execute(
+        self,
+        plans: Sequence[TenantPlan],
+        target: int | None,
+        direction: str,
+        command: str,
+        arguments: dict[str, Any] | None,
+        resumed_from: str | None,
+        t0: float,
+    ) -> Report:
+        work = [p for p in plans if p.pending]
+        skipped = {
+            p.tenant: TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
+            for p in plans
+            if not p.pending
+        }
+        if not work:
+            log.info("nothing to do", tenants=len(plans), target=target)
+            return Report(command, None, target, tuple(skipped.values()),
+                          time.perf_counter() - t0)
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            await control.ensure_control(conn, self.control_schema)
+            run_id = new_run_id()
+            await control.start_run(
+                conn,
+                self.control_schema,
+                run_id=run_id,
+                command=command,
+                target=target,
+                arguments=arguments or {},
+                resumed_from=resumed_from,
+                tenants=[
+                    (p.tenant, "pending" if p.pending else "skipped", p.current, target)
+                    for p in plans
+                ],
+            )
+        run_log = log.bind(run_id=run_id)
+        run_log.info("run started", command=command, tenants=len(plans), work=len(work),
+                     target=target, concurrency=self.options.concurrency)
+        writer = LedgerWriter(pool, self.control_schema, run_id)
+        user_callback = self.on_outcome
+
+        async def on_outcome(outcome: TenantOutcome) -> None:
+            writer.add(outcome)
+            if user_callback is not None:
+                result = user_callback(outcome)
+                if result is not None:
+                    await result
+
+        executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
+                            direction=direction)
+        self._executor = executor
+        if self._stop_requested:
+            executor.stop()
+        status = "failed"
+        try:
+            async with writer:
+                outcomes = await executor.run(work, target)
+            by_tenant = {o.tenant: o for o in outcomes}
+            ordered = tuple(by_tenant.get(p.tenant) or skipped[p.tenant] for p in plans)
+            report = Report(command, run_id, target, ordered, time.perf_counter() - t0,
+                            interrupted=executor.stopping and self._stop_requested)
+            status = ("interrupted" if report.interrupted
+                      else "succeeded" if report.ok else "failed")
+            return report
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            self._executor = None
+            try:
+                async with pool.acquire() as conn:
+                    await control.finish_run(conn, self.control_schema, run_id, status)
+            except _CONNECT_ERRORS as exc:
+                run_log.warning("could not record the end of the run", error=str(exc))
+            run_log.info("run finished", status=status)
+
+
+async def provision(
+    pool_or_dsn: Any,
+    schema: str,
+    *,
+    migrations: str | Path | MigrationSet = "migrations",
+    control_schema: str = "tenantmig",
+    lock_timeout: str | float | None = "5s",
+    retries: int = 3,
+) -> Report:
+    """Create tenant *schema* if needed and bring it to the latest version.
+
+    Safe to call while an ``up`` runs: both take the tenant's advisory lock and
+    re-read its history under it, so every migration is applied exactly once.
+    """
+    dsn = pool_or_dsn if isinstance(pool_or_dsn, str) else None
+    pool = None if dsn is not None else pool_or_dsn
+    engine = Engine(dsn, pool=pool, migrations=migrations, concurrency=1,
+                    control_schema=control_schema, lock_timeout=lock_timeout, retries=retries)
+    try:
+        target_pool = await engine.pool()
+        async with target_pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)",
+                               control.tenant_lock_key(schema))
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        report = await engine.upgrade([schema], command="provision")
+        return replace(report, command="provision")
+    finally:
+        await engine.close()

@@ -1,0 +1,494 @@
+"""Executor: bounded fan-out over tenants, each on its own pooled connection.
+
+Per tenant, per migration (or per group of migrations with ``atomic_tenant``):
+
+* transactional SQL goes to the control schema's apply function in one round trip:
+  tenant advisory lock, lock timeout, empty ``search_path``, history re-read under the
+  lock, the migration, its history row, all in one transaction;
+* transactional Python runs the same steps from the client in one transaction;
+* non-transactional migrations hold the tenant's session advisory lock, drop INVALID
+  indexes a previous attempt left behind, run statement by statement, then record.
+
+Transient errors are retried with exponential backoff and jitter; anything else fails
+that tenant and the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from . import history
+from ._sql import quote_ident, render
+from .context import MigrationContext
+from .control import apply_function, tenant_lock_key
+from .durations import format_ms
+from .plan import TenantPlan
+from .source import Migration, Step
+
+log = structlog.get_logger("tenantmig")
+
+# SQLSTATEs worth another attempt (see NOTES-ON-SEED: retry policy).
+TRANSIENT_SQLSTATES = frozenset(
+    {"55P03", "40P01", "40001", "57014", "57P01", "57P02", "57P03", "53300"}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether *exc* may succeed on another attempt (the version is re-read first)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc) or "connection" in str(exc).lower()
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """How the executor fans out and how patient it is."""
+
+    concurrency: int = 8
+    lock_timeout_ms: int = 5000
+    retries: int = 3
+    atomic_tenant: bool = False
+    max_failures: int | None = None
+    control_schema: str = "tenantmig"
+    retry_initial_wait: float = 0.1
+    retry_max_wait: float = 5.0
+
+
+@dataclass(frozen=True)
+class TenantOutcome:
+    """What happened to one tenant in a run."""
+
+    tenant: str
+    status: str
+    """``succeeded``, ``failed``, ``pending`` (never started) or ``skipped`` (at target)."""
+    version_before: int | None
+    version_reached: int | None
+    target: int | None
+    applied: tuple[int, ...] = ()
+    failing_version: int | None = None
+    sqlstate: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Unit:
+    """Migrations applied in one transaction (or one non-transactional migration)."""
+
+    migrations: list[Migration] = field(default_factory=list)
+
+    @property
+    def transactional(self) -> bool:
+        return self.migrations[0].transactional
+
+
+def _units(pending: Sequence[Migration], atomic: bool) -> list[_Unit]:
+    units: list[_Unit] = []
+    for m in pending:
+        if atomic and m.transactional and units and units[-1].transactional:
+            units[-1].migrations.append(m)
+        else:
+            units.append(_Unit([m]))
+    return units
+
+
+OutcomeCallback = Callable[[TenantOutcome], Awaitable[None] | None]
+
+
+class Executor:
+    """Applies planned migrations to tenants; one instance per run."""
+
+    def __init__(
+        self,
+        pool: Any,
+        options: ExecOptions,
+        *,
+        run_id: str,
+        on_outcome: OutcomeCallback | None = None,
+        direction: str = "up",
+    ) -> None:
+        self._pool = pool
+        self._options = options
+        self._run_id = run_id
+        self._on_outcome = on_outcome
+        self._direction = direction
+        self._stopping = False
+        self._failures = 0
+        self._apply = (
+            f"SELECT {apply_function(options.control_schema)}"
+            "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
+            "$8::text[], $9::boolean)"
+        )
+
+    def stop(self) -> None:
+        """Start no new tenant; running ones finish."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def run(self, plans: Sequence[TenantPlan], target: int | None) -> list[TenantOutcome]:
+        """Apply every plan's pending migrations; return one outcome per plan, in order."""
+        outcomes: dict[str, TenantOutcome] = {}
+        queue = iter(plans)
+
+        async def worker() -> None:
+            while not self._stopping:
+                plan = next(queue, None)
+                if plan is None:
+                    return
+                outcome = await self._tenant(plan, target)
+                outcomes[plan.tenant] = outcome
+                if outcome.status == "failed":
+                    self._failures += 1
+                    limit = self._options.max_failures
+                    if limit is not None and self._failures > limit and not self._stopping:
+                        log.warning("max failures exceeded: starting no more tenants",
+                                    run_id=self._run_id, failures=self._failures, limit=limit)
+                        self._stopping = True
+                if self._on_outcome is not None:
+                    result = self._on_outcome(outcome)
+                    if result is not None:
+                        await result
+
+        workers = max(1, min(self._options.concurrency, len(plans)))
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+        return [
+            outcomes.get(p.tenant)
+            or TenantOutcome(p.tenant, "pending", p.current, p.current, target)
+            for p in plans
+        ]
+
+    # --- one tenant -----------------------------------------------------------------
+
+    async def _tenant(self, plan: TenantPlan, target: int | None) -> TenantOutcome:
+        started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        tenant_log = log.bind(run_id=self._run_id, tenant=plan.tenant)
+        remaining = set(plan.applied)
+        reached = plan.current
+        applied: list[int] = []
+        attempts = 0
+        failure: tuple[int, BaseException] | None = None
+        box = _Connection(self._pool)
+        try:
+            for unit in _units(plan.pending, self._options.atomic_tenant):
+                tries, done, error = await self._unit_with_retries(plan.tenant, unit, box,
+                                                                   tenant_log)
+                attempts += tries
+                if error is not None:
+                    failure = (unit.migrations[0].version, error)
+                    break
+                applied.extend(done)
+                for m in unit.migrations:
+                    if self._direction == "up":
+                        remaining.add(m.version)
+                    else:
+                        remaining.discard(m.version)
+                reached = max(remaining) if remaining else None
+        finally:
+            await box.release()
+        status = "succeeded" if failure is None else "failed"
+        sqlstate = getattr(failure[1], "sqlstate", None) if failure else None
+        if failure is not None:
+            tenant_log.error("tenant failed", version=failure[0], sqlstate=sqlstate,
+                             error=_message(failure[1]))
+        else:
+            tenant_log.debug("tenant done", applied=applied)
+        return TenantOutcome(
+            tenant=plan.tenant,
+            status=status,
+            version_before=plan.current,
+            version_reached=reached,
+            target=target,
+            applied=tuple(applied),
+            failing_version=failure[0] if failure else None,
+            sqlstate=sqlstate if isinstance(sqlstate, str) else None,
+            message=_message(failure[1]) if failure else None,
+            attempts=attempts,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            seconds=time.perf_counter() - t0,
+        )
+
+    async def _unit_with_retries(
+        self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any
+    ) -> tuple[int, list[int], BaseException | None]:
+        """Apply one unit with retries: (attempts, versions done, final error or None)."""
+        attempts = 0
+        version = unit.migrations[0].version
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            tenant_log.warning(
+                "transient error, retrying",
+                version=version,
+                attempt=state.attempt_number,
+                sqlstate=getattr(exc, "sqlstate", None),
+                error=_message(exc) if exc else None,
+                wait=round(state.upcoming_sleep, 3),
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self._options.retries + 1),
+            wait=wait_random_exponential(
+                multiplier=self._options.retry_initial_wait, max=self._options.retry_max_wait
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    conn = await box.get()
+                    try:
+                        done = await self._unit(conn, tenant, unit, tenant_log)
+                    except Exception:
+                        if conn.is_closed():
+                            await box.discard()
+                        raise
+        except Exception as exc:
+            return attempts, [], exc
+        return attempts, done, None
+
+    async def _unit(self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any) -> list[int]:
+        undo = self._direction == "down"
+        steps = [(m, self._step(m)) for m in unit.migrations]
+        if not unit.transactional:
+            (migration, step), = steps
+            done = await self._non_transactional(conn, tenant, migration, step, tenant_log)
+            return [migration.version] if done else []
+        statement_timeouts = [s.statement_timeout_ms for _, s in steps
+                              if s.statement_timeout_ms is not None]
+        all_sql = all(s.sql is not None for _, s in steps)
+        if all_sql and not statement_timeouts:
+            return await self._apply_sql(conn, tenant, steps, undo)
+        async with conn.transaction():
+            if statement_timeouts:
+                await conn.execute(
+                    "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
+                    format_ms(max(statement_timeouts)),
+                )
+            done: list[int] = []
+            for migration, step in steps:
+                if step.sql is not None:
+                    done.extend(await self._apply_sql(conn, tenant, [(migration, step)], undo))
+                elif await self._python_in_transaction(conn, tenant, migration, step,
+                                                       tenant_log):
+                    done.append(migration.version)
+            return done
+
+    def _step(self, migration: Migration) -> Step:
+        if self._direction == "up":
+            return migration.up
+        if migration.down is None:
+            raise RuntimeError(f"version {migration.version} has no undo")
+        return migration.down
+
+    def _lock_timeout(self, step: Step) -> str:
+        ms = step.lock_timeout_ms
+        return format_ms(self._options.lock_timeout_ms if ms is None else ms)
+
+    async def _apply_sql(
+        self, conn: Any, tenant: str, steps: Sequence[tuple[Migration, Step]], undo: bool
+    ) -> list[int]:
+        """Transactional SQL through the apply function: one round trip for the group."""
+        done = await conn.fetchval(
+            self._apply,
+            quote_ident(tenant),
+            tenant_lock_key(tenant),
+            self._run_id,
+            [self._lock_timeout(s) for _, s in steps],
+            [m.version for m, _ in steps],
+            [m.description for m, _ in steps],
+            [m.checksum for m, _ in steps],
+            [s.render(tenant) for _, s in steps],
+            undo,
+        )
+        return list(done)
+
+    async def _lock_and_prepare(self, conn: Any, tenant: str, step: Step) -> None:
+        """Tenant lock, lock timeout, empty search_path, history table: via the apply
+        function with nothing to apply."""
+        await conn.fetchval(
+            self._apply, quote_ident(tenant), tenant_lock_key(tenant), self._run_id,
+            [self._lock_timeout(step)], [], [], [], [], False,
+        )
+
+    async def _is_applied(self, conn: Any, tenant: str, version: int) -> bool:
+        exists = await conn.fetchval(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL", history.table(tenant)
+        )
+        if not exists:
+            return False
+        return bool(await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {history.table(tenant)} WHERE version = $1)",
+            version,
+        ))
+
+    async def _record(self, conn: Any, tenant: str, migration: Migration, seconds: float) -> None:
+        if self._direction == "up":
+            await conn.execute(
+                history.insert_sql(tenant),
+                migration.version,
+                migration.description,
+                migration.checksum,
+                math.ceil(seconds * 1000),
+                self._run_id,
+            )
+        else:
+            await conn.execute(history.delete_sql(tenant), migration.version)
+
+    def _context(self, conn: Any, tenant: str, migration: Migration, step: Step,
+                 tenant_log: Any) -> MigrationContext:
+        ms = step.lock_timeout_ms
+        return MigrationContext(
+            conn=conn,
+            schema=tenant,
+            version=migration.version,
+            run_id=self._run_id,
+            transactional=step.transactional,
+            lock_timeout_ms=self._options.lock_timeout_ms if ms is None else ms,
+            log=tenant_log.bind(version=migration.version),
+        )
+
+    async def _python_in_transaction(
+        self, conn: Any, tenant: str, migration: Migration, step: Step, tenant_log: Any
+    ) -> bool:
+        """A transactional Python step; the caller holds the transaction."""
+        await self._lock_and_prepare(conn, tenant, step)
+        if await self._is_applied(conn, tenant, migration.version) != (
+            self._direction == "down"
+        ):
+            return False
+        assert step.python is not None
+        t0 = time.perf_counter()
+        await step.python(self._context(conn, tenant, migration, step, tenant_log))
+        await self._record(conn, tenant, migration, time.perf_counter() - t0)
+        return True
+
+    async def _non_transactional(
+        self, conn: Any, tenant: str, migration: Migration, step: Step, tenant_log: Any
+    ) -> bool:
+        """Statement by statement under the tenant's session-level advisory lock."""
+        key = tenant_lock_key(tenant)
+        await conn.execute("SELECT pg_catalog.pg_advisory_lock($1)", key)
+        try:
+            present = await self._is_applied(conn, tenant, migration.version)
+            if present != (self._direction == "down"):
+                return False
+            await conn.execute(
+                "SELECT pg_catalog.set_config('search_path', '', false), "
+                "pg_catalog.set_config('lock_timeout', $1, false)",
+                self._lock_timeout(step),
+            )
+            if step.statement_timeout_ms is not None:
+                await conn.execute(
+                    "SELECT pg_catalog.set_config('statement_timeout', $1, false)",
+                    format_ms(step.statement_timeout_ms),
+                )
+            await self._drop_invalid_indexes(conn, tenant, step, tenant_log)
+            t0 = time.perf_counter()
+            if step.python is not None:
+                await step.python(self._context(conn, tenant, migration, step, tenant_log))
+            else:
+                for statement in step.statements:
+                    await conn.execute(step_render(statement, tenant))
+            seconds = time.perf_counter() - t0
+            async with conn.transaction():
+                await self._lock_and_prepare(conn, tenant, step)
+                await self._record(conn, tenant, migration, seconds)
+            return True
+        finally:
+            if not conn.is_closed():
+                try:
+                    await conn.execute("RESET search_path; RESET lock_timeout; "
+                                       "RESET statement_timeout")
+                    await conn.execute("SELECT pg_catalog.pg_advisory_unlock($1)", key)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.close()
+
+    async def _drop_invalid_indexes(
+        self, conn: Any, tenant: str, step: Step, tenant_log: Any
+    ) -> None:
+        if not step.concurrent_indexes:
+            return
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND NOT i.indisvalid",
+            tenant,
+            list(step.concurrent_indexes),
+        )
+        for (name,) in rows:
+            tenant_log.warning("dropping INVALID index left by an earlier attempt", index=name)
+            await conn.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(tenant)}.{quote_ident(name)}"
+            )
+
+
+def step_render(statement: str, tenant: str) -> str:
+    return render(statement, tenant)
+
+
+class _Connection:
+    """The one pooled connection a tenant uses, replaced when it breaks."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._conn: Any = None
+
+    async def get(self) -> Any:
+        if self._conn is not None and self._conn.is_closed():
+            await self.discard()
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def discard(self) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._pool.release(conn)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    conn.terminate()
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, asyncpg.PostgresError):
+        text = str(getattr(exc, "message", None) or exc)
+        detail = getattr(exc, "detail", None)
+        return f"{text} ({detail})" if detail else text
+    return f"{type(exc).__name__}: {exc}"

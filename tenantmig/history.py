@@ -1,0 +1,89 @@
+"""Each tenant's ``tenantmig_history``: its shape, and reading it for many tenants at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ._sql import quote_ident
+
+HISTORY_TABLE = "tenantmig_history"
+
+HISTORY_COLUMNS = (
+    "version bigint PRIMARY KEY, "
+    "description text NOT NULL, "
+    "checksum text NOT NULL, "
+    "applied_at timestamptz NOT NULL DEFAULT now(), "
+    "duration_ms integer NOT NULL DEFAULT 0, "
+    "run_id text"
+)
+
+# How many tenants one UNION ALL query reads; keeps each query small to plan.
+_CHUNK = 500
+
+
+def table(schema: str) -> str:
+    """The schema-qualified, quoted history table of *schema*."""
+    return f"{quote_ident(schema)}.{HISTORY_TABLE}"
+
+
+def create_sql(schema: str) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {table(schema)} ({HISTORY_COLUMNS})"
+
+
+def insert_sql(schema: str) -> str:
+    """Parameters: version, description, checksum, duration_ms, run_id."""
+    return (
+        f"INSERT INTO {table(schema)} "
+        "(version, description, checksum, applied_at, duration_ms, run_id) "
+        "VALUES ($1, $2, $3, now(), $4, $5)"
+    )
+
+
+def delete_sql(schema: str) -> str:
+    return f"DELETE FROM {table(schema)} WHERE version = $1"
+
+
+def select_sql(schema: str) -> str:
+    return f"SELECT version, checksum FROM {table(schema)}"
+
+
+_WITH_HISTORY = """
+SELECT n.nspname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND n.nspname = ANY($2::text[])
+"""
+
+
+async def read_histories(
+    pool: Any, tenants: Sequence[str], *, concurrency: int = 4
+) -> dict[str, dict[int, str] | None]:
+    """version -> checksum for each tenant; None where the tenant has no history table."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(_WITH_HISTORY, HISTORY_TABLE, list(tenants))
+    with_history = sorted(r[0] for r in rows)
+    result: dict[str, dict[int, str] | None] = {t: None for t in tenants}
+    for t in with_history:
+        result[t] = {}
+
+    chunks = [with_history[i : i + _CHUNK] for i in range(0, len(with_history), _CHUNK)]
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
+
+    async def read(chunk: list[str]) -> None:
+        # The index is ours (enumerate), so it is safe inline; names are quoted identifiers.
+        query = " UNION ALL ".join(
+            f"SELECT {i} AS i, version, checksum FROM {table(t)}" for i, t in enumerate(chunk)
+        )
+        async with limiter, pool.acquire() as conn:
+            for i, version, digest in await conn.fetch(query):
+                entry = result[chunk[i]]
+                assert entry is not None
+                entry[version] = digest
+
+    async with anyio.create_task_group() as tg:
+        for chunk in chunks:
+            tg.start_soon(read, chunk)
+    return result

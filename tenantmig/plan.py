@@ -1,0 +1,123 @@
+"""Plan: what each tenant needs, as a pure function of the files and the histories.
+
+No I/O here. ``applied`` maps a tenant to what its ``tenantmig_history`` holds
+(version -> checksum); the plan says which versions are pending up to the target,
+and which applied versions drifted from their files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .source import Migration, MigrationSet
+
+Applied = Mapping[int, str]
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    """What ``up`` would do to one tenant."""
+
+    tenant: str
+    current: int | None
+    pending: tuple[Migration, ...]
+    drifted: tuple[int, ...] = ()
+    """Applied versions whose file's checksum changed."""
+    unknown: tuple[int, ...] = ()
+    """Applied versions with no file (deleted or renamed after being applied)."""
+    has_history: bool = False
+    applied: tuple[int, ...] = ()
+    """Versions in the tenant's history when planned."""
+
+    @property
+    def target(self) -> int | None:
+        return self.pending[-1].version if self.pending else self.current
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``up`` would do to every targeted tenant."""
+
+    target: int | None
+    tenants: tuple[TenantPlan, ...]
+
+    @property
+    def work(self) -> tuple[TenantPlan, ...]:
+        return tuple(t for t in self.tenants if t.pending)
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(t.pending) for t in self.tenants)
+
+    def drift(self) -> dict[int, list[str]]:
+        """Drifted or unknown version -> tenants, for the refusal message."""
+        found: dict[int, list[str]] = {}
+        for t in self.tenants:
+            for version in (*t.drifted, *t.unknown):
+                found.setdefault(version, []).append(t.tenant)
+        return found
+
+
+def plan_tenant(
+    tenant: str,
+    migrations: MigrationSet,
+    applied: Applied | None,
+    target: int | None = None,
+) -> TenantPlan:
+    """Plan one tenant; ``applied`` is None when the tenant has no history table yet."""
+    known = migrations.by_version()
+    history = applied or {}
+    drifted = tuple(
+        sorted(v for v, c in history.items() if v in known and known[v].checksum != c)
+    )
+    unknown = tuple(sorted(v for v in history if v not in known))
+    pending = tuple(m for m in migrations.upto(target) if m.version not in history)
+    current = max(history) if history else None
+    return TenantPlan(
+        tenant=tenant,
+        current=current,
+        pending=pending,
+        drifted=drifted,
+        unknown=unknown,
+        has_history=applied is not None,
+        applied=tuple(sorted(history)),
+    )
+
+
+def make_plan(
+    migrations: MigrationSet,
+    histories: Mapping[str, Applied | None],
+    tenants: Iterable[str],
+    target: int | None = None,
+) -> Plan:
+    """Plan every tenant in *tenants* (in that order)."""
+    return Plan(
+        target=target if target is not None else migrations.head,
+        tenants=tuple(plan_tenant(t, migrations, histories.get(t), target) for t in tenants),
+    )
+
+
+def plan_down(
+    tenant: str,
+    migrations: MigrationSet,
+    applied: Applied | None,
+    target: int,
+) -> TenantPlan:
+    """Plan undoing *tenant* down to *target*: ``pending`` holds the versions to undo,
+    newest first. An applied version above the target with no file is ``unknown``."""
+    known = migrations.by_version()
+    history = applied or {}
+    to_undo = sorted((v for v in history if v > target), reverse=True)
+    drifted = tuple(
+        sorted(v for v, c in history.items() if v in known and known[v].checksum != c)
+    )
+    return TenantPlan(
+        tenant=tenant,
+        current=max(history) if history else None,
+        pending=tuple(known[v] for v in to_undo if v in known),
+        drifted=drifted,
+        unknown=tuple(v for v in to_undo if v not in known),
+        has_history=applied is not None,
+        applied=tuple(sorted(history)),
+    )

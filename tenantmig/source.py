@@ -1,0 +1,418 @@
+"""Migration source: read, check and checksum the migration files, before any connection.
+
+Loading is strict. Every problem found is collected and raised together as one
+:class:`LoadError` naming file and line, so a user fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pglast
+
+from ._exceptions import LoadError, Problem
+from ._sql import SCHEMA_PLACEHOLDER, placeholders, render
+from .durations import parse_duration_ms
+
+_NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>[^/\\]+)\.(?P<ext>sql|py)$")
+_DIRECTIVE_PREFIX = "-- tenantmig:"
+_KNOWN_DIRECTIVES = ("no-transaction", "lock-timeout", "statement-timeout")
+
+PythonStep = Callable[[Any], Awaitable[None]]
+
+
+class Kind(Enum):
+    """How a migration is written."""
+
+    SQL = "sql"
+    PYTHON = "python"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One direction (up or undo) of a migration: SQL text or a Python coroutine."""
+
+    path: Path
+    sql: str | None = None
+    python: PythonStep | None = field(default=None, compare=False)
+    statements: tuple[str, ...] = ()
+    """For a non-transactional SQL step: its statements, to run one by one."""
+    concurrent_indexes: tuple[str, ...] = ()
+    """Indexes built CONCURRENTLY by this step: an INVALID leftover is dropped before a retry."""
+    transactional: bool = True
+    lock_timeout_ms: int | None = None
+    statement_timeout_ms: int | None = None
+
+    def render(self, schema: str) -> str:
+        """The SQL for one tenant."""
+        if self.sql is None:
+            raise TypeError("a Python step has no SQL")
+        return render(self.sql, schema)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A versioned migration, as loaded from its file(s)."""
+
+    version: int
+    description: str
+    kind: Kind
+    checksum: str
+    up: Step
+    down: Step | None = None
+
+    @property
+    def transactional(self) -> bool:
+        return self.up.transactional
+
+    @property
+    def path(self) -> Path:
+        return self.up.path
+
+    @property
+    def filename(self) -> str:
+        return self.up.path.name
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    """All migrations of a folder, in version order."""
+
+    directory: Path
+    migrations: tuple[Migration, ...]
+
+    @property
+    def head(self) -> int | None:
+        return self.migrations[-1].version if self.migrations else None
+
+    def by_version(self) -> dict[int, Migration]:
+        return {m.version: m for m in self.migrations}
+
+    def upto(self, target: int | None) -> tuple[Migration, ...]:
+        if target is None:
+            return self.migrations
+        return tuple(m for m in self.migrations if m.version <= target)
+
+
+def checksum(data: bytes) -> str:
+    """sha256 of the file's bytes with line endings normalised to ``\\n``."""
+    normalised = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return hashlib.sha256(normalised).hexdigest()
+
+
+@dataclass
+class _Header:
+    transactional: bool = True
+    lock_timeout_ms: int | None = None
+    statement_timeout_ms: int | None = None
+
+
+def load_migrations(directory: str | Path) -> MigrationSet:
+    """Load and check every migration in *directory*; raise :class:`LoadError` on any problem."""
+    root = Path(directory)
+    problems: list[Problem] = []
+    if not root.is_dir():
+        raise LoadError([Problem(str(root), 0, "migrations folder not found")])
+
+    ups: dict[int, tuple[Path, str]] = {}
+    undos: dict[int, Path] = {}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith((".", "_")) or path.name in {"README.md", "__pycache__"}:
+            continue
+        if path.is_dir():
+            continue
+        match = _NAME.match(path.name)
+        if not match:
+            problems.append(
+                Problem(
+                    str(path),
+                    0,
+                    "bad file name: expected V<digits>__<description>.sql|.py "
+                    "or U<digits>__<description>.sql|.py",
+                )
+            )
+            continue
+        version = int(match["version"])
+        kind = match["kind"]
+        table: dict[int, Any] = ups if kind == "V" else undos
+        if version in table:
+            other = table[version][0] if kind == "V" else table[version]
+            problems.append(
+                Problem(str(path), 0, f"duplicate version {version} (also {Path(other).name})")
+            )
+            continue
+        if kind == "V":
+            ups[version] = (path, match["description"])
+        else:
+            undos[version] = path
+
+    for version, path in sorted(undos.items()):
+        if version not in ups:
+            problems.append(Problem(str(path), 0, f"undo of version {version} has no V file"))
+
+    migrations: list[Migration] = []
+    for version, (path, description) in sorted(ups.items()):
+        migration = _load_one(version, description, path, undos.get(version), problems)
+        if migration is not None:
+            migrations.append(migration)
+
+    if problems:
+        raise LoadError(problems)
+    return MigrationSet(root, tuple(migrations))
+
+
+def _read(path: Path, problems: list[Problem]) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(str(path), 0, f"cannot read file: {exc.strerror or exc}"))
+        return None
+
+
+def _load_one(
+    version: int,
+    description: str,
+    path: Path,
+    undo_path: Path | None,
+    problems: list[Problem],
+) -> Migration | None:
+    data = _read(path, problems)
+    if data is None:
+        return None
+    digest = checksum(data)
+    description = description.replace("_", " ")
+    before = len(problems)
+    if path.suffix == ".sql":
+        step = _load_sql(path, data, problems)
+        down = _load_undo(undo_path, problems)
+        if len(problems) > before or step is None:
+            return None
+        return Migration(
+            version=version,
+            description=description,
+            kind=Kind.SQL,
+            checksum=digest,
+            up=step,
+            down=down,
+        )
+    module = _import(path, version, problems)
+    if module is None:
+        return None
+    header = _python_header(path, module, problems)
+    up = _coroutine(path, module, "up", problems, required=True)
+    down_fn = _coroutine(path, module, "down", problems, required=False)
+    if undo_path is not None:
+        problems.append(Problem(str(undo_path), 0, "a Python migration's undo is its down()"))
+    if len(problems) > before or up is None:
+        return None
+
+    def python_step(fn: PythonStep) -> Step:
+        return Step(
+            path,
+            python=fn,
+            transactional=header.transactional,
+            lock_timeout_ms=header.lock_timeout_ms,
+            statement_timeout_ms=header.statement_timeout_ms,
+        )
+
+    return Migration(
+        version=version,
+        description=description,
+        kind=Kind.PYTHON,
+        checksum=digest,
+        up=python_step(up),
+        down=python_step(down_fn) if down_fn is not None else None,
+    )
+
+
+def _load_undo(path: Path | None, problems: list[Problem]) -> Step | None:
+    if path is None:
+        return None
+    data = _read(path, problems)
+    if data is None:
+        return None
+    if path.suffix == ".py":
+        problems.append(Problem(str(path), 0, "undo files are SQL; use down() in a .py migration"))
+        return None
+    return _load_sql(path, data, problems)
+
+
+def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
+    header = _Header()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problems.append(Problem(str(path), line, "file is not UTF-8"))
+        return None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    before = len(problems)
+    in_header = True
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if in_header and (not stripped or stripped.startswith("--")):
+            if stripped.startswith(_DIRECTIVE_PREFIX):
+                _directive(path, number, stripped[len(_DIRECTIVE_PREFIX) :], header, problems)
+            continue
+        in_header = False
+        if stripped.startswith(_DIRECTIVE_PREFIX):
+            problems.append(
+                Problem(str(path), number, "tenantmig directive after the first statement")
+            )
+    for number, name in placeholders(text):
+        if name != "schema":
+            problems.append(
+                Problem(str(path), number, f"unknown placeholder {{{{{name}}}}}; only "
+                f"{SCHEMA_PLACEHOLDER} exists")
+            )
+    body = _strip_comments_and_space(text)
+    if not body:
+        problems.append(Problem(str(path), 1, "no SQL statement in file"))
+    elif SCHEMA_PLACEHOLDER not in text:
+        problems.append(
+            Problem(
+                str(path),
+                1,
+                f"never names {SCHEMA_PLACEHOLDER}: qualify every tenant object as "
+                f"{SCHEMA_PLACEHOLDER}.name (shared objects as their_schema.name)",
+            )
+        )
+    statements: tuple[str, ...] = ()
+    if len(problems) == before and not header.transactional:
+        try:
+            statements = tuple(
+                s for s in pglast.split(text, with_parser=False) if _strip_comments_and_space(s)
+            )
+        except Exception as exc:  # pglast raises its own error types
+            problems.append(Problem(str(path), 1, f"cannot split into statements: {exc}"))
+    return Step(
+        path,
+        sql=text,
+        statements=statements,
+        concurrent_indexes=tuple(_concurrent_index(s) for s in statements if _concurrent_index(s)),
+        transactional=header.transactional,
+        lock_timeout_ms=header.lock_timeout_ms,
+        statement_timeout_ms=header.statement_timeout_ms,
+    )
+
+
+def _concurrent_index(statement: str) -> str:
+    """The name of the index a ``CREATE INDEX CONCURRENTLY`` statement builds, else ''."""
+    if "concurrently" not in statement.lower():
+        return ""
+    try:
+        parsed = pglast.parse_sql(render(statement, "x"))
+    except Exception:  # the server will report the syntax error with its own words
+        return ""
+    for raw in parsed:
+        stmt = raw.stmt
+        if type(stmt).__name__ == "IndexStmt" and stmt.concurrent and stmt.idxname:
+            return str(stmt.idxname)
+    return ""
+
+
+def _strip_comments_and_space(text: str) -> str:
+    lines = [ln for ln in text.split("\n") if not ln.strip().startswith("--")]
+    return "".join(lines).strip().strip(";").strip()
+
+
+def _directive(path: Path, number: int, raw: str, header: _Header, problems: list[Problem]) -> None:
+    name, _, value = raw.strip().partition("=")
+    name, value = name.strip(), value.strip()
+    if name == "no-transaction" and not value:
+        header.transactional = False
+    elif name in ("lock-timeout", "statement-timeout") and value:
+        try:
+            ms = parse_duration_ms(value)
+        except ValueError as exc:
+            problems.append(Problem(str(path), number, str(exc)))
+            return
+        if name == "lock-timeout":
+            header.lock_timeout_ms = ms
+        else:
+            header.statement_timeout_ms = ms
+    else:
+        problems.append(
+            Problem(
+                str(path),
+                number,
+                f"unknown directive tenantmig:{raw.strip()}; known: "
+                + ", ".join(_KNOWN_DIRECTIVES),
+            )
+        )
+
+
+def _import(path: Path, version: int, problems: list[Problem]) -> ModuleType | None:
+    name = f"tenantmig_migrations.v{version}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        problems.append(Problem(str(path), 0, "cannot import"))
+        return None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        problems.append(Problem(str(path), exc.lineno or 0, f"syntax error: {exc.msg}"))
+        return None
+    except Exception as exc:
+        line = _traceback_line(exc, path)
+        problems.append(Problem(str(path), line, f"import failed: {type(exc).__name__}: {exc}"))
+        return None
+    sys.modules.pop(name, None)
+    return module
+
+
+def _traceback_line(exc: BaseException, path: Path) -> int:
+    tb = exc.__traceback__
+    line = 0
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _python_header(path: Path, module: ModuleType, problems: list[Problem]) -> _Header:
+    header = _Header()
+    transactional = getattr(module, "transactional", True)
+    if not isinstance(transactional, bool):
+        problems.append(Problem(str(path), 0, "transactional must be True or False"))
+    else:
+        header.transactional = transactional
+    for attribute in ("lock_timeout", "statement_timeout"):
+        value = getattr(module, attribute, None)
+        if value is None:
+            continue
+        try:
+            ms = parse_duration_ms(str(value))
+        except ValueError as exc:
+            problems.append(Problem(str(path), 0, f"{attribute}: {exc}"))
+            continue
+        setattr(header, f"{attribute}_ms", ms)
+    return header
+
+
+def _coroutine(
+    path: Path, module: ModuleType, name: str, problems: list[Problem], *, required: bool
+) -> PythonStep | None:
+    fn = getattr(module, name, None)
+    if fn is None:
+        if required:
+            problems.append(Problem(str(path), 0, f"no async def {name}(ctx)"))
+        return None
+    if not inspect.iscoroutinefunction(fn):
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 0)
+        problems.append(Problem(str(path), line, f"{name} must be 'async def {name}(ctx)'"))
+        return None
+    step: PythonStep = fn
+    return step

@@ -1,0 +1,86 @@
+"""Fixtures for the whole suite.
+
+Set ``TENANTMIG_TEST_DSN`` (a ``postgresql://`` URL of a superuser on an existing server) to
+run against that server; otherwise one throwaway :class:`LocalCluster` is started per session.
+Every test that uses ``dsn`` gets its own fresh database, dropped afterwards.
+
+Helpers live in ``tests/helpers.py`` (``from helpers import create_tenants, ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import pytest
+from helpers import dsn_with_database, quote_ident
+
+from tenantmig._cluster import LocalCluster
+
+TEST_DSN_ENV = "TENANTMIG_TEST_DSN"
+
+
+class MakeMigrations(Protocol):
+    def __call__(self, files: dict[str, str], subdir: str = "migrations") -> Path: ...
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalCluster | None]:
+    """The session's LocalCluster, or None when running against ``$TENANTMIG_TEST_DSN``."""
+    if os.environ.get(TEST_DSN_ENV):
+        yield None
+        return
+    cluster = LocalCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(pg_cluster: LocalCluster | None) -> str:
+    """DSN of the server's maintenance database (superuser)."""
+    if pg_cluster is None:
+        return os.environ[TEST_DSN_ENV]
+    return pg_cluster.dsn
+
+
+@pytest.fixture
+async def dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    """A fresh, empty database for this test; dropped afterwards."""
+    name = f"tm_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(pg_server_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+    try:
+        yield dsn_with_database(pg_server_dsn, name)
+    finally:
+        conn = await asyncpg.connect(pg_server_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+def make_migrations(tmp_path: Path) -> MakeMigrations:
+    """``make({"0001_x.sql": "..."}, subdir="migrations") -> Path`` writes dedented files."""
+
+    def make(files: dict[str, str], subdir: str = "migrations") -> Path:
+        directory = tmp_path / subdir
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            path = directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return directory
+
+    return make
