@@ -239,7 +239,8 @@ async def start_run(
             schema_name=control_schema,
             columns=["run_id", "tenant", "status", "version_before", "version_reached",
                      "target"],
-            records=[(run_id, t, status, before, before, tgt) for t, status, before, tgt in tenants],
+            records=[(run_id, t, status, before, before, tgt)
+                     for t, status, before, tgt in tenants],
         )
 
 

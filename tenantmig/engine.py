@@ -23,7 +23,7 @@ from ._exceptions import DatabaseUnavailable, DriftError, TargetError, Tenantmig
 from ._sql import quote_ident, redact_dsn, scrub
 from .discovery import Targeting, discover
 from .durations import parse_duration_ms
-from .executor import Executor, ExecOptions, OutcomeCallback, TenantOutcome
+from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
 from .ledger import LedgerWriter
 from .plan import Plan, TenantPlan, make_plan, plan_down

@@ -282,9 +282,10 @@ class Executor:
         undo = self._direction == "down"
         steps = [(m, self._step(m)) for m in unit.migrations]
         if not unit.transactional:
-            (migration, step), = steps
-            done = await self._non_transactional(conn, tenant, migration, step, tenant_log)
-            return [migration.version] if done else []
+            ((migration, step),) = steps
+            if await self._non_transactional(conn, tenant, migration, step, tenant_log):
+                return [migration.version]
+            return []
         statement_timeouts = [s.statement_timeout_ms for _, s in steps
                               if s.statement_timeout_ms is not None]
         all_sql = all(s.sql is not None for _, s in steps)

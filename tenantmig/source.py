@@ -252,8 +252,8 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        problems.append(Problem(str(path), line, "file is not UTF-8"))
+        bad_line = data[: exc.start].count(b"\n") + 1
+        problems.append(Problem(str(path), bad_line, "file is not UTF-8"))
         return None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     before = len(problems)
@@ -315,7 +315,7 @@ def _concurrent_index(statement: str) -> str:
     except Exception:  # the server will report the syntax error with its own words
         return ""
     for raw in parsed:
-        stmt = raw.stmt
+        stmt: Any = raw.stmt
         if type(stmt).__name__ == "IndexStmt" and stmt.concurrent and stmt.idxname:
             return str(stmt.idxname)
     return ""

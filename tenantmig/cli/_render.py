@@ -1,0 +1,279 @@
+"""Turning reports into what a person (or a machine, with --json) reads."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ..control import LedgerRow, RunRecord
+from ..executor import TenantOutcome
+from ..plan import Plan
+from ..report import Report, Status
+
+
+def _v(version: int | None) -> str:
+    return "-" if version is None else str(version)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
+
+
+class ProgressDisplay:
+    """A live bar on a terminal: done/failed/total, rate, ETA."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            redirect_stderr=True,
+            redirect_stdout=False,
+        )
+        self._task = self._progress.add_task(label, total=None, failed=0, rate="")
+        self._failed = 0
+        self._done = 0
+
+    def __enter__(self) -> ProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def set_total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, outcome: TenantOutcome) -> None:
+        if outcome.status == "skipped":
+            return
+        self._done += 1
+        if outcome.status == "failed":
+            self._failed += 1
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        rate = f"{self._done / elapsed:,.0f} tenants/s" if elapsed > 0.5 else ""
+        self._progress.update(self._task, advance=1, failed=self._failed, rate=rate)
+
+
+def outcome_dict(o: TenantOutcome) -> dict[str, Any]:
+    data = asdict(o)
+    data["applied"] = list(o.applied)
+    return data
+
+
+def report_json(report: Report, database: str) -> dict[str, Any]:
+    return {
+        "database": database,
+        "command": report.command,
+        "run_id": report.run_id,
+        "target": report.target,
+        "seconds": round(report.seconds, 3),
+        "interrupted": report.interrupted,
+        "counts": report.counts(),
+        "failed": [outcome_dict(o) for o in report.failed],
+        "pending": [o.tenant for o in report.pending],
+    }
+
+
+def print_report(console: Console, report: Report, database: str) -> None:
+    """The final summary of a run: counts, slowest tenants, failures with SQLSTATE."""
+    counts = report.counts()
+    where = f" on {database}" if database else ""
+    if report.run_id is None:
+        console.print(
+            f"Nothing to do{where}: {counts['skipped']} tenant(s) already at version "
+            f"{_v(report.target)}."
+        )
+        return
+    verb = {"up": "migrated", "down": "downgraded", "resume": "resumed",
+            "provision": "provisioned"}.get(report.command, report.command)
+    console.print(
+        f"Run {report.run_id}{where}: {counts['succeeded']} {verb}, "
+        f"{counts['failed']} failed, {counts['pending']} pending, "
+        f"{counts['skipped']} already at target {_v(report.target)}; "
+        f"{report.applied_count} migration(s) applied in {report.seconds:.2f}s."
+    )
+    if report.interrupted:
+        console.print("[yellow]Interrupted:[/] tenants not started are pending in the ledger; "
+                      f"finish with: tenantmig resume {report.run_id}")
+    slowest = report.slowest(5)
+    if slowest and len(report.outcomes) > 1:
+        console.print(
+            "Slowest: "
+            + ", ".join(f"{escape(o.tenant)} {o.seconds:.2f}s" for o in slowest)
+        )
+    if report.failed:
+        table = Table(title="Failed tenants", title_justify="left")
+        for column in ("tenant", "version", "sqlstate", "attempts", "error"):
+            table.add_column(column)
+        for o in report.failed[:50]:
+            table.add_row(escape(o.tenant), _v(o.failing_version), o.sqlstate or "-",
+                          str(o.attempts), escape((o.message or "")[:300]))
+        console.print(table)
+        if len(report.failed) > 50:
+            console.print(f"... and {len(report.failed) - 50} more: tenantmig ledger "
+                          f"{report.run_id}")
+    if report.failed or report.pending:
+        console.print(f"Retry the failed and pending tenants with: tenantmig resume "
+                      f"{report.run_id}")
+
+
+def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
+               *, show_sql: bool = True) -> None:
+    """Tenants grouped by what they would get, and the SQL rendered for one tenant."""
+    where = f" on {database}" if database else ""
+    work = plan.work
+    console.print(
+        f"Plan{where}: {len(plan.tenants)} tenant(s) targeted, {len(work)} to migrate "
+        f"to version {_v(plan.target)}, {plan.pending_count} migration(s) in all."
+    )
+    groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    for t in work:
+        groups[tuple(m.version for m in t.pending)].append(t.tenant)
+    for versions, tenants in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(escape(t) for t in tenants[:5])
+        more = f" and {len(tenants) - 5} more" if len(tenants) > 5 else ""
+        console.print(f"  {len(tenants)} tenant(s) ({shown}{more}): "
+                      + ", ".join(f"V{v}" for v in versions))
+    if not work or not show_sql:
+        return
+    example = next((t for t in work if t.tenant == sql_for), work[0])
+    console.print(f"\nSQL for {escape(example.tenant)}:")
+    for m in example.pending:
+        mode = "" if m.transactional else " (no transaction)"
+        console.print(f"-- V{m.version} {escape(m.description)}{mode}", style="bold")
+        if m.up.sql is not None:
+            console.print(escape(m.up.render(example.tenant).strip()), highlight=False)
+        else:
+            console.print(f"-- Python migration {escape(m.filename)}: up(ctx)")
+
+
+def plan_json(plan: Plan, database: str) -> dict[str, Any]:
+    return {
+        "database": database,
+        "target": plan.target,
+        "tenants": [
+            {"tenant": t.tenant, "current": t.current,
+             "pending": [m.version for m in t.pending]}
+            for t in plan.tenants
+        ],
+    }
+
+
+def status_json(status: Status, database: str) -> dict[str, Any]:
+    return {
+        "database": database,
+        "head": status.head,
+        "tenants": len(status.tenants),
+        "by_version": {_v(k): v for k, v in sorted(status.by_version.items(),
+                                                   key=lambda kv: (kv[0] is not None, kv[0]))},
+        "behind": [{"tenant": t.tenant, "current": t.current, "pending": list(t.pending)}
+                   for t in status.behind],
+        "drifted": [{"tenant": t.tenant, "drifted": list(t.drifted), "unknown": list(t.unknown)}
+                    for t in status.drifted],
+        "failed_last_run": [
+            {"tenant": t.tenant, "failing_version": t.last_failure.failing_version,
+             "sqlstate": t.last_failure.sqlstate, "message": t.last_failure.message}
+            for t in status.failed if t.last_failure is not None
+        ],
+        "last_run": status.last_run.run_id if status.last_run else None,
+    }
+
+
+def print_status(console: Console, status: Status, database: str) -> None:
+    where = f" on {database}" if database else ""
+    console.print(f"Status{where}: {len(status.tenants)} tenant(s), head is version "
+                  f"{_v(status.head)}.")
+    table = Table()
+    table.add_column("version", justify="right")
+    table.add_column("tenants", justify="right")
+    for version, count in sorted(status.by_version.items(),
+                                 key=lambda kv: (kv[0] is not None, kv[0])):
+        label = "none" if version is None else str(version)
+        if version == status.head:
+            label += " (head)"
+        table.add_row(label, str(count))
+    if status.tenants:
+        console.print(table)
+    behind = status.behind
+    console.print(f"{len(behind)} tenant(s) behind head." if behind else "All tenants at head.")
+    for t in behind[:10]:
+        console.print(f"  {escape(t.tenant)}: at {_v(t.current)}, pending "
+                      + ", ".join(f"V{v}" for v in t.pending))
+    if len(behind) > 10:
+        console.print(f"  ... and {len(behind) - 10} more (--json lists all)")
+    for t in status.drifted:
+        parts = []
+        if t.drifted:
+            parts.append("changed after apply: " + ", ".join(f"V{v}" for v in t.drifted))
+        if t.unknown:
+            parts.append("applied but no file: " + ", ".join(f"V{v}" for v in t.unknown))
+        console.print(f"[red]Drift[/] in {escape(t.tenant)}: " + "; ".join(parts))
+    failed = status.failed
+    if failed and status.last_run is not None:
+        console.print(f"{len(failed)} tenant(s) failed in the latest run "
+                      f"{status.last_run.run_id}:")
+        for t in failed[:20]:
+            f = t.last_failure
+            assert f is not None
+            console.print(f"  {escape(t.tenant)}: V{_v(f.failing_version)} "
+                          f"{f.sqlstate or '-'} {escape((f.message or '')[:200])}")
+
+
+def ledger_json(run: RunRecord, rows: list[LedgerRow], database: str) -> dict[str, Any]:
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r.status] += 1
+    return {"database": database, "run": asdict(run), "counts": dict(counts),
+            "tenants": [asdict(r) for r in rows]}
+
+
+def print_ledger(console: Console, run: RunRecord, rows: list[LedgerRow], database: str) -> None:
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r.status] += 1
+    where = f" on {database}" if database else ""
+    console.print(
+        f"Run {run.run_id}{where}: {run.command} to version {_v(run.target)}, "
+        f"started {run.started_at:%Y-%m-%d %H:%M:%S} by {escape(run.invoked_by)}"
+        f"{'@' + escape(run.hostname) if run.hostname else ''}, status {run.status}."
+    )
+    console.print(", ".join(f"{counts[s]} {s}" for s in
+                            ("succeeded", "failed", "pending", "skipped")))
+    failed = [r for r in rows if r.status == "failed"]
+    if failed:
+        table = Table(title="Failed tenants", title_justify="left")
+        for column in ("tenant", "reached", "failing", "sqlstate", "attempts", "error"):
+            table.add_column(column)
+        for r in failed:
+            table.add_row(escape(r.tenant), _v(r.version_reached), _v(r.failing_version),
+                          r.sqlstate or "-", str(r.attempts), escape((r.message or "")[:300]))
+        console.print(table)
