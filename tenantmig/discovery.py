@@ -50,8 +50,9 @@ SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])
 """
 
 
-def _reserved(name: str, control_schema: str) -> bool:
-    return name in _SYSTEM or name == control_schema or name.startswith("pg_")
+def is_reserved(name: str, control_schema: str) -> bool:
+    """System schemas, ``public`` and the control schema are never tenants."""
+    return not name or name in _SYSTEM or name == control_schema or name.startswith("pg_")
 
 
 async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> list[str]:
@@ -63,7 +64,7 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
     excluded = set(targeting.exclude)
     if targeting.explicit:
         names = list(dict.fromkeys(targeting.tenants))
-        bad = [n for n in names if _reserved(n, control_schema)]
+        bad = [n for n in names if is_reserved(n, control_schema)]
         if bad:
             raise TargetError(f"not a tenant schema: {', '.join(bad)}")
         rows = await conn.fetch(_EXISTING, names)

@@ -15,13 +15,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import anyio
 import asyncpg
 import structlog
 
 from . import control
 from ._exceptions import DatabaseUnavailable, DriftError, TargetError, TenantmigError
 from ._sql import quote_ident, redact_dsn, scrub
-from .discovery import Targeting, discover
+from .discovery import Targeting, discover, is_reserved
 from .durations import parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
@@ -386,11 +387,12 @@ class Engine:
             raise
         finally:
             self._executor = None
-            try:
-                async with pool.acquire() as conn:
-                    await control.finish_run(conn, self.control_schema, run_id, status)
-            except _CONNECT_ERRORS as exc:
-                run_log.warning("could not record the end of the run", error=str(exc))
+            with anyio.CancelScope(shield=True):
+                try:
+                    async with pool.acquire() as conn:
+                        await control.finish_run(conn, self.control_schema, run_id, status)
+                except _CONNECT_ERRORS as exc:
+                    run_log.warning("could not record the end of the run", error=str(exc))
             run_log.info("run finished", status=status)
 
 
@@ -408,6 +410,8 @@ async def provision(
     Safe to call while an ``up`` runs: both take the tenant's advisory lock and
     re-read its history under it, so every migration is applied exactly once.
     """
+    if is_reserved(schema, control_schema):
+        raise TargetError(f"not a tenant schema: {schema!r}")
     dsn = pool_or_dsn if isinstance(pool_or_dsn, str) else None
     pool = None if dsn is not None else pool_or_dsn
     engine = Engine(dsn, pool=pool, migrations=migrations, concurrency=1,

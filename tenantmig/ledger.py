@@ -19,6 +19,8 @@ from .executor import TenantOutcome
 
 log = structlog.get_logger("tenantmig")
 
+_FINAL_ATTEMPTS = 5
+
 
 def ledger_row(outcome: TenantOutcome) -> LedgerRow:
     return LedgerRow(
@@ -89,5 +91,15 @@ class LedgerWriter:
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
-            await self.flush()
+            for attempt in range(1, _FINAL_ATTEMPTS + 1):
+                try:
+                    await self.flush()
+                    break
+                except Exception as exc:  # the database may be restarting
+                    if attempt == _FINAL_ATTEMPTS:
+                        log.error("could not write the ledger; tenant histories still "
+                                  "hold the truth", run_id=self._run_id, error=str(exc),
+                                  unwritten=len(self._buffer))
+                    else:
+                        await anyio.sleep(0.5 * attempt)
         return None
