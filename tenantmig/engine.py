@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +54,8 @@ class Engine:
 
     Give it a DSN (it opens and closes its own pool) or an application's asyncpg
     ``pool`` (it never closes it). Use ``async with Engine(...)`` or call
-    :meth:`close` when done.
+    :meth:`close` when done. ``on_run_start(n)`` is called when a run starts with
+    ``n`` tenants to migrate, ``on_outcome(outcome)`` as each of them finishes.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class Engine:
         atomic_tenant: bool = False,
         max_failures: int | None = None,
         on_outcome: OutcomeCallback | None = None,
+        on_run_start: Callable[[int], None] | None = None,
         retry_wait: tuple[float, float] = (0.1, 5.0),
     ) -> None:
         if (dsn is None) == (pool is None):
@@ -96,6 +98,7 @@ class Engine:
             retry_max_wait=retry_wait[1],
         )
         self.on_outcome = on_outcome
+        self.on_run_start = on_run_start
         self._executor: Executor | None = None
         self._stop_requested = False
 
@@ -356,6 +359,8 @@ class Engine:
         run_log = log.bind(run_id=run_id)
         run_log.info("run started", command=command, tenants=len(plans), work=len(work),
                      target=target, concurrency=self.options.concurrency)
+        if self.on_run_start is not None:
+            self.on_run_start(len(work))
         writer = LedgerWriter(pool, self.control_schema, run_id)
         user_callback = self.on_outcome
 

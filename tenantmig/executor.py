@@ -275,8 +275,23 @@ class Executor:
                             await box.discard()
                         raise
         except Exception as exc:
+            if getattr(exc, "sqlstate", None) == "55P03":
+                exc = _LockTimeout(exc, await self._blockers(box, tenant))
             return attempts, [], exc
         return attempts, done, None
+
+    async def _blockers(self, box: _Connection, tenant: str) -> str:
+        """Who holds locks in the tenant's schema now: pid, state and query."""
+        try:
+            conn = await box.get()
+            rows = await conn.fetch(_BLOCKERS, tenant)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return ""
+        return "; ".join(
+            f"pid {r['pid']} ({r['state']}, {r['xact_seconds']}s in transaction): "
+            f"{r['query']}"
+            for r in rows
+        )
 
     async def _unit(self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any) -> list[int]:
         undo = self._direction == "down"
@@ -487,7 +502,32 @@ class _Connection:
                     conn.terminate()
 
 
+_BLOCKERS = """
+SELECT DISTINCT a.pid, coalesce(a.state, '?') AS state,
+       coalesce(round(extract(epoch FROM now() - a.xact_start))::int, 0) AS xact_seconds,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120) AS query
+FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_class c ON c.oid = l.relation
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE n.nspname = $1 AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+ORDER BY a.pid
+LIMIT 3
+"""
+
+
+class _LockTimeout(Exception):
+    """A lock timeout that ran out of retries, with who was holding the locks."""
+
+    sqlstate = "55P03"
+
+    def __init__(self, cause: BaseException, blockers: str) -> None:
+        super().__init__(_message(cause) + (f"; blocked by {blockers}" if blockers else ""))
+
+
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, _LockTimeout):
+        return str(exc)
     if isinstance(exc, asyncpg.PostgresError):
         text = str(getattr(exc, "message", None) or exc)
         detail = getattr(exc, "detail", None)

@@ -165,9 +165,14 @@ class _Session:
             atomic_tenant=self.config.atomic_tenant,
             max_failures=self.config.max_failures,
             on_outcome=self._on_outcome,
+            on_run_start=self._on_run_start,
         )
         self.engines.append(engine)
         return engine
+
+    def _on_run_start(self, tenants: int) -> None:
+        if self.progress is not None:
+            self.progress.add_total(tenants)
 
     def _on_outcome(self, outcome: TenantOutcome) -> None:
         if self.progress is not None:

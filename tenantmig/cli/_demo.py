@@ -111,6 +111,7 @@ async def _demo(dsn: str, migrations: MigrationSet, args: argparse.Namespace,
 async def _up(engine: Engine, err: Console, target: int | None = None) -> Report:
     display = _render.ProgressDisplay(err, "up") if err.is_terminal else None
     engine.on_outcome = display.advance if display is not None else None
+    engine.on_run_start = display.add_total if display is not None else None
     if display is None:
         return await engine.upgrade(target=target)
     with display:

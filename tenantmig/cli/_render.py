@@ -69,7 +69,9 @@ class ProgressDisplay:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def set_total(self, total: int) -> None:
+    def add_total(self, tenants: int) -> None:
+        """A run started (one per database of a fleet) with this many tenants to do."""
+        total = (self._progress.tasks[0].total or 0) + tenants
         self._progress.update(self._task, total=total)
 
     def advance(self, outcome: TenantOutcome) -> None:
