@@ -372,7 +372,7 @@ class Engine:
                     await result
 
         executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
-                            direction=direction)
+                            direction=direction, on_cancelled=writer.add)
         self._executor = executor
         if self._stop_requested:
             executor.stop()

@@ -128,8 +128,11 @@ class Executor:
         run_id: str,
         on_outcome: OutcomeCallback | None = None,
         direction: str = "up",
+        on_cancelled: Callable[[TenantOutcome], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._on_cancelled = on_cancelled
+        self._partial: dict[str, TenantOutcome] = {}
         self._options = options
         self._run_id = run_id
         self._on_outcome = on_outcome
@@ -198,6 +201,11 @@ class Executor:
         box = _Connection(self._pool)
         try:
             for unit in _units(plan.pending, self._options.atomic_tenant):
+                if self._on_cancelled is not None:
+                    self._partial[plan.tenant] = TenantOutcome(
+                        plan.tenant, "pending", plan.current, reached, target,
+                        applied=tuple(applied), attempts=attempts, started_at=started_at,
+                    )
                 tries, done, error = await self._unit_with_retries(plan.tenant, unit, box,
                                                                    tenant_log)
                 attempts += tries
@@ -211,7 +219,14 @@ class Executor:
                     else:
                         remaining.discard(m.version)
                 reached = max(remaining) if remaining else None
+        except anyio.get_cancelled_exc_class():
+            # Cancelled (second signal): record how far the tenant got; it stays pending.
+            partial = self._partial.pop(plan.tenant, None)
+            if partial is not None and self._on_cancelled is not None:
+                self._on_cancelled(partial)
+            raise
         finally:
+            self._partial.pop(plan.tenant, None)
             await box.release()
         status = "succeeded" if failure is None else "failed"
         sqlstate = getattr(failure[1], "sqlstate", None) if failure else None

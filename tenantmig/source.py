@@ -26,6 +26,7 @@ from .durations import parse_duration_ms
 
 _NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>[^/\\]+)\.(?P<ext>sql|py)$")
 _DIRECTIVE_PREFIX = "-- tenantmig:"
+_ALLOW_PREFIX = "-- tenantmig:allow "
 _KNOWN_DIRECTIVES = ("no-transaction", "lock-timeout", "statement-timeout")
 
 PythonStep = Callable[[Any], Awaitable[None]]
@@ -36,6 +37,15 @@ class Kind(Enum):
 
     SQL = "sql"
     PYTHON = "python"
+
+
+@dataclass(frozen=True)
+class Allow:
+    """``-- tenantmig:allow RULE-ID reason``: a lint finding accepted on purpose."""
+
+    line: int
+    rule: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class Step:
     transactional: bool = True
     lock_timeout_ms: int | None = None
     statement_timeout_ms: int | None = None
+    allows: tuple[Allow, ...] = ()
+    """Lint findings accepted on purpose, each with its line and reason."""
 
     def render(self, schema: str) -> str:
         """The SQL for one tenant."""
@@ -258,8 +270,14 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     before = len(problems)
     in_header = True
+    allows: list[Allow] = []
     for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
+        if stripped.startswith(_ALLOW_PREFIX):
+            allow = _allow(path, number, stripped[len(_ALLOW_PREFIX) :], problems)
+            if allow is not None:
+                allows.append(allow)
+            continue
         if in_header and (not stripped or stripped.startswith("--")):
             if stripped.startswith(_DIRECTIVE_PREFIX):
                 _directive(path, number, stripped[len(_DIRECTIVE_PREFIX) :], header, problems)
@@ -303,7 +321,20 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         transactional=header.transactional,
         lock_timeout_ms=header.lock_timeout_ms,
         statement_timeout_ms=header.statement_timeout_ms,
+        allows=tuple(allows),
     )
+
+
+def _allow(path: Path, number: int, raw: str, problems: list[Problem]) -> Allow | None:
+    rule, _, reason = raw.strip().partition(" ")
+    if not rule or not reason.strip():
+        problems.append(
+            Problem(str(path), number,
+                    "tenantmig:allow needs a rule id and a reason: "
+                    "-- tenantmig:allow RULE-ID why this is safe here")
+        )
+        return None
+    return Allow(line=number, rule=rule, reason=reason.strip())
 
 
 def _concurrent_index(statement: str) -> str:

@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
+import structlog
 from rich.console import Console
 
 from .. import __version__
@@ -30,6 +31,8 @@ from ._logging import configure
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+_log = structlog.get_logger("tenantmig")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,7 +147,7 @@ class _Session:
         self.config = config
         self.migrations = migrations
         self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.engines: list[Engine] = []
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None
@@ -183,15 +186,23 @@ class _Session:
                               getattr(self.args, "tenants_file", []))
         return list(names) or None
 
+    def notice(self, event: str, message: str) -> None:
+        """A line for the person at the terminal; a structured event in JSON mode."""
+        if self.config.log_format == "json":
+            _log.warning(event, message=message)
+        else:
+            self.err.print(message, markup=False)
+
     def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
         if self.signal is not None:
-            self.err.print("Second signal: cancelling running tenants.")
+            self.notice("cancelling", f"{name} again: cancelling running tenants.")
             if self.cancel_scope is not None:
                 self.cancel_scope.cancel()
             return
         self.signal = signum
-        self.err.print(f"{signal.Signals(signum).name}: starting no new tenant; waiting for "
-                       "running ones (signal again to cancel them).")
+        self.notice("stopping", f"{name}: starting no new tenant; waiting for running ones "
+                    "(signal again to cancel them).")
         for engine in self.engines:
             engine.request_stop()
 
@@ -208,10 +219,28 @@ async def _each_database(session: _Session,
     async def one(i: int, dsn: str) -> None:
         results[i] = await action(session.engine(dsn), session.label(dsn))
 
-    async with anyio.create_task_group() as tg:
-        for i, dsn in enumerate(session.config.dsns):
-            tg.start_soon(one, i, dsn)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, dsn in enumerate(session.config.dsns):
+                tg.start_soon(one, i, dsn)
+    except BaseExceptionGroup as group:
+        raise _first(group) from None
     return results
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a task group: a TenantmigError if there is one."""
+    ours, _rest = group.split(TenantmigError)
+    leaves = list(_leaves(ours if ours is not None else group))
+    return leaves[0]
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def _run_exit(session: _Session, reports: Sequence[Report]) -> int:
@@ -248,59 +277,71 @@ async def _migrate(session: _Session) -> int:
         reports = await _each_database(session, act)
     labels = [session.label(d) for d in session.config.dsns]
     if getattr(args, "json", False):
-        data = [_render.report_json(r, lbl) for r, lbl in zip(reports, labels, strict=True)]
-        session.out.print_json(_render.dumps(data if len(data) > 1 else data[0]))
+        _print_json(session, [_render.report_json(r, lbl)
+                              for r, lbl in zip(reports, labels, strict=True)])
     else:
         for report, label in zip(reports, labels, strict=True):
             _render.print_report(session.out, report, label)
     return _run_exit(session, reports)
 
 
+def _print_json(session: _Session, documents: list[Any]) -> None:
+    """One JSON document: the object for one database, a list for a fleet."""
+    session.out.print_json(_render.dumps(documents if len(documents) > 1 else documents[0]))
+
+
 async def _plan(session: _Session) -> int:
     args = session.args
 
-    async def act(engine: Engine, label: str) -> None:
+    async def act(engine: Engine, label: str) -> Any:
         plan = await engine.plan(session.tenants(), target=args.target, exclude=args.exclude,
                                  prefix=session.config.prefix)
         if args.json:
-            session.out.print_json(_render.dumps(_render.plan_json(plan, label)))
+            return _render.plan_json(plan, label)
         else:
             _render.print_plan(session.out, plan, label, None)
             drift = plan.drift()
             if drift:
                 session.out.print(f"[red]Drift:[/] up would refuse: versions "
                                   f"{', '.join(map(str, sorted(drift)))} differ from files.")
+        return None
 
-    await _each_database(session, act)
+    results = await _each_database(session, act)
+    if args.json:
+        _print_json(session, results)
     return EXIT_OK
 
 
 async def _status(session: _Session) -> int:
     args = session.args
 
-    async def act(engine: Engine, label: str) -> None:
+    async def act(engine: Engine, label: str) -> Any:
         status = await engine.status(session.tenants(), exclude=args.exclude,
                                      prefix=session.config.prefix)
         if args.json:
-            session.out.print_json(_render.dumps(_render.status_json(status, label)))
-        else:
-            _render.print_status(session.out, status, label)
+            return _render.status_json(status, label)
+        _render.print_status(session.out, status, label)
+        return None
 
-    await _each_database(session, act)
+    results = await _each_database(session, act)
+    if args.json:
+        _print_json(session, results)
     return EXIT_OK
 
 
 async def _ledger(session: _Session) -> int:
     args = session.args
 
-    async def act(engine: Engine, label: str) -> None:
+    async def act(engine: Engine, label: str) -> Any:
         run, rows = await engine.ledger(args.run_id)
         if args.json:
-            session.out.print_json(_render.dumps(_render.ledger_json(run, rows, label)))
-        else:
-            _render.print_ledger(session.out, run, rows, label)
+            return _render.ledger_json(run, rows, label)
+        _render.print_ledger(session.out, run, rows, label)
+        return None
 
-    await _each_database(session, act)
+    results = await _each_database(session, act)
+    if args.json:
+        _print_json(session, results)
     return EXIT_OK
 
 
@@ -334,11 +375,15 @@ async def _main_async(session: _Session) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tenantmig`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     dsns: list[str] = list(args.dsn or [])
+    json_logs = args.log_format == "json"
     try:
+        if json_logs:
+            configure("json", verbosity=args.verbose, dsns=dsns)
         config = _config(args)
         dsns = list(config.dsns)
+        json_logs = config.log_format == "json"
         configure(config.log_format, verbosity=args.verbose, dsns=dsns)
         if args.command == "demo":
             from ._demo import run_demo
@@ -351,7 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = _Session(args, config, migrations)
         return asyncio.run(_main_async(session))
     except TenantmigError as exc:
-        err.print(f"tenantmig: error: {scrub(str(exc), dsns)}", markup=False)
+        message = scrub(str(exc), dsns)
+        if json_logs:
+            _log.error("error", error=message, kind=type(exc).__name__)
+        else:
+            err.print(f"tenantmig: error: {message}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_SIGINT

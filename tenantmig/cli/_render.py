@@ -111,8 +111,8 @@ def print_report(console: Console, report: Report, database: str) -> None:
     where = f" on {database}" if database else ""
     if report.run_id is None:
         console.print(
-            f"Nothing to do{where}: {counts['skipped']} tenant(s) already at version "
-            f"{_v(report.target)}."
+            f"Nothing to do{where}: {counts['skipped']} tenant(s) already have every "
+            f"migration up to version {_v(report.target)}."
         )
         return
     verb = {"up": "migrated", "down": "downgraded", "resume": "resumed",
