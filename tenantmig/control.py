@@ -69,7 +69,12 @@ DECLARE
     v_done boolean;
 BEGIN
     -- p_schema arrives quoted by the client's single quoting function.
-    PERFORM pg_catalog.pg_advisory_xact_lock(p_lock);
+    -- Try, never wait, for the tenant lock: a statement waiting here would hold a
+    -- snapshot that another runner's CREATE INDEX CONCURRENTLY waits for (deadlock).
+    -- NULL tells the client to try again shortly.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
+        RETURN NULL;
+    END IF;
     PERFORM pg_catalog.set_config('search_path', '', true);
     PERFORM pg_catalog.set_config('lock_timeout', coalesce(p_lock_timeouts[1], '0'), true);
     IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
@@ -139,19 +144,26 @@ def _control_ddl(control_schema: str) -> list[str]:
     ]
 
 
+_CONTROL_EXISTS = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = $1 AND p.proname = $2
+) AND EXISTS (
+    SELECT 1 FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $1 AND c.relname = 'ledger'
+)
+"""
+
+
 async def control_exists(conn: Any, control_schema: str) -> bool:
-    """Whether this release's control objects exist (cheap: one catalog lookup)."""
-    signature = (
-        f"{apply_function(control_schema)}"
-        "(text, bigint, text, text[], bigint[], text[], text[], text[], boolean)"
-    )
-    found = await conn.fetchval(
-        "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL "
-        "AND pg_catalog.to_regclass($2) IS NOT NULL",
-        signature,
-        f"{quote_ident(control_schema)}.ledger",
-    )
-    return bool(found)
+    """Whether this release's control objects exist.
+
+    A query on the catalogs, not ``to_regprocedure``: its MVCC snapshot sees what another
+    runner committed while we waited for the control lock; the catalog caches may not.
+    """
+    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_FUNCTION))
 
 
 async def ensure_control(conn: Any, control_schema: str) -> None:

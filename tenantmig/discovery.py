@@ -16,13 +16,14 @@ _SYSTEM = ("public", "information_schema")
 class Targeting:
     """How the user chose tenants: explicit names, or a literal prefix, minus exclusions."""
 
-    tenants: tuple[str, ...] = ()
+    tenants: tuple[str, ...] | None = None
+    """Explicit tenant names; None means "discover by prefix" (an empty tuple: none)."""
     prefix: str = "tenant_"
     exclude: tuple[str, ...] = field(default=())
 
     @property
     def explicit(self) -> bool:
-        return bool(self.tenants)
+        return self.tenants is not None
 
 
 def read_tenants_file(path: str | Path) -> list[str]:
@@ -62,7 +63,7 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
     a prefix is matched literally, so ``tenantx_1`` never matches ``tenant_``.
     """
     excluded = set(targeting.exclude)
-    if targeting.explicit:
+    if targeting.tenants is not None:
         names = list(dict.fromkeys(targeting.tenants))
         bad = [n for n in names if is_reserved(n, control_schema)]
         if bad:

@@ -156,7 +156,7 @@ class Engine:
     ) -> list[str]:
         """The targeted tenant schemas (explicit names must exist)."""
         targeting = Targeting(
-            tenants=tuple(tenants or ()),
+            tenants=None if tenants is None else tuple(tenants),
             prefix=self.prefix if prefix is None else prefix,
             exclude=tuple(exclude),
         )
@@ -293,6 +293,9 @@ class Engine:
                 )
             }
         todo = [t for t in todo if t in existing]
+        if not todo:
+            log.warning("every unfinished tenant of the run was dropped", run_id=run.run_id)
+            return Report("resume", None, run.target, (), 0.0)
         if run.command == "down":
             if run.target is None:
                 raise TargetError(f"run {run.run_id} has no target")

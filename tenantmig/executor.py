@@ -15,6 +15,7 @@ that tenant and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -97,21 +98,32 @@ class TenantOutcome:
 class _Unit:
     """Migrations applied in one transaction (or one non-transactional migration)."""
 
+    transactional: bool
     migrations: list[Migration] = field(default_factory=list)
 
-    @property
-    def transactional(self) -> bool:
-        return self.migrations[0].transactional
 
-
-def _units(pending: Sequence[Migration], atomic: bool) -> list[_Unit]:
+def _units(pending: Sequence[Migration], atomic: bool, direction: str) -> list[_Unit]:
     units: list[_Unit] = []
     for m in pending:
-        if atomic and m.transactional and units and units[-1].transactional:
+        step = m.up if direction == "up" else m.down
+        transactional = step.transactional if step is not None else True
+        if atomic and transactional and units and units[-1].transactional:
             units[-1].migrations.append(m)
         else:
-            units.append(_Unit([m]))
+            units.append(_Unit(transactional, [m]))
     return units
+
+
+async def _is_closed(conn: Any) -> bool:
+    """Whether a pooled connection is unusable (asyncpg detaches a dead one)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
+# Waiting for a tenant another runner holds: poll, never block inside a statement.
+_LOCK_POLL_FIRST, _LOCK_POLL_MAX = 0.005, 0.25
 
 
 OutcomeCallback = Callable[[TenantOutcome], Awaitable[None] | None]
@@ -200,17 +212,17 @@ class Executor:
         failure: tuple[int, BaseException] | None = None
         box = _Connection(self._pool)
         try:
-            for unit in _units(plan.pending, self._options.atomic_tenant):
+            for unit in _units(plan.pending, self._options.atomic_tenant, self._direction):
                 if self._on_cancelled is not None:
                     self._partial[plan.tenant] = TenantOutcome(
                         plan.tenant, "pending", plan.current, reached, target,
                         applied=tuple(applied), attempts=attempts, started_at=started_at,
                     )
-                tries, done, error = await self._unit_with_retries(plan.tenant, unit, box,
-                                                                   tenant_log)
+                tries, done, error, at = await self._unit_with_retries(plan.tenant, unit, box,
+                                                                       tenant_log)
                 attempts += tries
                 if error is not None:
-                    failure = (unit.migrations[0].version, error)
+                    failure = (at, error)
                     break
                 applied.extend(done)
                 for m in unit.migrations:
@@ -253,10 +265,12 @@ class Executor:
 
     async def _unit_with_retries(
         self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any
-    ) -> tuple[int, list[int], BaseException | None]:
-        """Apply one unit with retries: (attempts, versions done, final error or None)."""
+    ) -> tuple[int, list[int], BaseException | None, int]:
+        """Apply one unit with retries:
+        (attempts, versions done, final error or None, version being applied)."""
         attempts = 0
         version = unit.migrations[0].version
+        at = [version]
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -284,16 +298,16 @@ class Executor:
                     attempts += 1
                     conn = await box.get()
                     try:
-                        done = await self._unit(conn, tenant, unit, tenant_log)
+                        done = await self._unit(conn, tenant, unit, tenant_log, at)
                     except Exception:
-                        if conn.is_closed():
+                        if await _is_closed(conn):
                             await box.discard()
                         raise
         except Exception as exc:
             if getattr(exc, "sqlstate", None) == "55P03":
                 exc = _LockTimeout(exc, await self._blockers(box, tenant))
-            return attempts, [], exc
-        return attempts, done, None
+            return attempts, [], exc, at[0]
+        return attempts, done, None, at[0]
 
     async def _blockers(self, box: _Connection, tenant: str) -> str:
         """Who holds locks in the tenant's schema now: pid, state and query."""
@@ -308,7 +322,10 @@ class Executor:
             for r in rows
         )
 
-    async def _unit(self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any) -> list[int]:
+    async def _unit(
+        self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any, at: list[int]
+    ) -> list[int]:
+        """Apply one unit; ``at[0]`` follows the version being applied, for errors."""
         undo = self._direction == "down"
         steps = [(m, self._step(m)) for m in unit.migrations]
         if not unit.transactional:
@@ -318,8 +335,7 @@ class Executor:
             return []
         statement_timeouts = [s.statement_timeout_ms for _, s in steps
                               if s.statement_timeout_ms is not None]
-        all_sql = all(s.sql is not None for _, s in steps)
-        if all_sql and not statement_timeouts:
+        if len(steps) == 1 and steps[0][1].sql is not None and not statement_timeouts:
             return await self._apply_sql(conn, tenant, steps, undo)
         async with conn.transaction():
             if statement_timeouts:
@@ -329,6 +345,7 @@ class Executor:
                 )
             done: list[int] = []
             for migration, step in steps:
+                at[0] = migration.version
                 if step.sql is not None:
                     done.extend(await self._apply_sql(conn, tenant, [(migration, step)], undo))
                 elif await self._python_in_transaction(conn, tenant, migration, step,
@@ -350,12 +367,10 @@ class Executor:
     async def _apply_sql(
         self, conn: Any, tenant: str, steps: Sequence[tuple[Migration, Step]], undo: bool
     ) -> list[int]:
-        """Transactional SQL through the apply function: one round trip for the group."""
-        done = await conn.fetchval(
-            self._apply,
-            quote_ident(tenant),
-            tenant_lock_key(tenant),
-            self._run_id,
+        """Transactional SQL through the apply function: one round trip."""
+        return await self._call_apply(
+            conn,
+            tenant,
             [self._lock_timeout(s) for _, s in steps],
             [m.version for m, _ in steps],
             [m.description for m, _ in steps],
@@ -363,15 +378,23 @@ class Executor:
             [s.render(tenant) for _, s in steps],
             undo,
         )
-        return list(done)
+
+    async def _call_apply(self, conn: Any, tenant: str, *args: Any) -> list[int]:
+        """Call the apply function until it gets the tenant lock (it returns NULL while
+        another runner holds the tenant)."""
+        wait = _LOCK_POLL_FIRST
+        while True:
+            done = await conn.fetchval(self._apply, quote_ident(tenant),
+                                       tenant_lock_key(tenant), self._run_id, *args)
+            if done is not None:
+                return list(done)
+            await anyio.sleep(wait)
+            wait = min(wait * 2, _LOCK_POLL_MAX)
 
     async def _lock_and_prepare(self, conn: Any, tenant: str, step: Step) -> None:
         """Tenant lock, lock timeout, empty search_path, history table: via the apply
         function with nothing to apply."""
-        await conn.fetchval(
-            self._apply, quote_ident(tenant), tenant_lock_key(tenant), self._run_id,
-            [self._lock_timeout(step)], [], [], [], [], False,
-        )
+        await self._call_apply(conn, tenant, [self._lock_timeout(step)], [], [], [], [], False)
 
     async def _is_applied(self, conn: Any, tenant: str, version: int) -> bool:
         exists = await conn.fetchval(
@@ -430,7 +453,10 @@ class Executor:
     ) -> bool:
         """Statement by statement under the tenant's session-level advisory lock."""
         key = tenant_lock_key(tenant)
-        await conn.execute("SELECT pg_catalog.pg_advisory_lock($1)", key)
+        wait = _LOCK_POLL_FIRST
+        while not await conn.fetchval("SELECT pg_catalog.pg_try_advisory_lock($1)", key):
+            await anyio.sleep(wait)
+            wait = min(wait * 2, _LOCK_POLL_MAX)
         try:
             present = await self._is_applied(conn, tenant, migration.version)
             if present != (self._direction == "down"):
@@ -458,7 +484,7 @@ class Executor:
                 await self._record(conn, tenant, migration, seconds)
             return True
         finally:
-            if not conn.is_closed():
+            if not await _is_closed(conn):
                 try:
                     await conn.execute("RESET search_path; RESET lock_timeout; "
                                        "RESET statement_timeout")
@@ -498,7 +524,7 @@ class _Connection:
         self._conn: Any = None
 
     async def get(self) -> Any:
-        if self._conn is not None and self._conn.is_closed():
+        if self._conn is not None and await _is_closed(self._conn):
             await self.discard()
         if self._conn is None:
             self._conn = await self._pool.acquire()
@@ -514,7 +540,9 @@ class _Connection:
                 try:
                     await self._pool.release(conn)
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    conn.terminate()
+                    # Already detached from the pool (it died) or unusable: let it go.
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
 
 
 _BLOCKERS = """

@@ -296,7 +296,7 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
     body = _strip_comments_and_space(text)
     if not body:
         problems.append(Problem(str(path), 1, "no SQL statement in file"))
-    elif SCHEMA_PLACEHOLDER not in text:
+    elif SCHEMA_PLACEHOLDER not in _code_only(text):
         problems.append(
             Problem(
                 str(path),
@@ -350,6 +350,18 @@ def _concurrent_index(statement: str) -> str:
         if type(stmt).__name__ == "IndexStmt" and stmt.concurrent and stmt.idxname:
             return str(stmt.idxname)
     return ""
+
+
+def _code_only(text: str) -> str:
+    """*text* without ``--`` comments (strings are kept; good enough to find placeholders)."""
+    try:
+        return "".join(
+            text[t.start : t.end + 1]
+            for t in pglast.parser.scan(text)
+            if t.name not in ("SQL_COMMENT", "C_COMMENT")
+        )
+    except Exception:  # unscannable text: the server will say why
+        return text
 
 
 def _strip_comments_and_space(text: str) -> str:

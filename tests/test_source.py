@@ -48,9 +48,10 @@ def test_duplicate_versions(tmp_path: Path) -> None:
     problem = only_problem(tmp_path)
     assert "duplicate version 1" in problem.message
     # Both files are named: one as the problem's path, the other in the message.
-    named = {Path(problem.path).name, *[n for n in ("V1__first.sql", "V001__again.sql")
-                                        if n in problem.message]}
-    assert named == {"V1__first.sql", "V001__again.sql"}
+    reported = Path(problem.path).name
+    assert reported in ("V1__first.sql", "V001__again.sql")
+    other = ({"V1__first.sql", "V001__again.sql"} - {reported}).pop()
+    assert other in problem.message
 
 
 @pytest.mark.parametrize(
@@ -134,11 +135,6 @@ def test_sql_never_naming_schema(tmp_path: Path) -> None:
     assert "{{schema}}" in problem.message
 
 
-@pytest.mark.xfail(
-    reason="BUG: source._load_sql checks `{{schema}}` in the whole text, comments included, "
-    "so a file naming it only in a comment passes the 'never names {{schema}}' check",
-    strict=True,
-)
 def test_sql_naming_schema_only_in_a_comment(tmp_path: Path) -> None:
     write(tmp_path, "V1__x.sql", "-- creates {{schema}}.leak\nCREATE TABLE leak (id int);\n")
     problem = only_problem(tmp_path)
@@ -258,13 +254,14 @@ def test_crlf_and_lf_have_the_same_checksum(tmp_path: Path) -> None:
     "edit",
     [lambda s: s.replace("id int", "id bigint"),
      lambda s: s + " ",
+     lambda s: s.replace("(id int)", "(id  int)"),
      lambda s: s + "\n",
      lambda s: s.replace("-- comment", "-- Comment")],
 )
 def test_any_edit_changes_checksum(tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
     text = "-- comment\nCREATE TABLE {{schema}}.t (id int);\n"
-    write(tmp_path / "a", "V1__x.sql", text)
-    write(tmp_path / "b", "V1__x.sql", edit(text))
+    write(tmp_path / "a", "V1__x.sql", text.encode())
+    write(tmp_path / "b", "V1__x.sql", edit(text).encode())
     a = load_migrations(tmp_path / "a").migrations[0]
     b = load_migrations(tmp_path / "b").migrations[0]
     assert a.checksum != b.checksum

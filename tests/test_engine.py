@@ -1,0 +1,1406 @@
+"""The engine end to end, through the Python API, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from helpers import create_tenants, quote_ident, relations, schemas
+
+import tenantmig
+from tenantmig import DriftError, Engine, TargetError, load_migrations, provision
+
+MakeMigrations = Callable[..., Path]
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def execute(dsn: str, sql: str, *args: Any) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def history(dsn: str, tenant: str) -> list[asyncpg.Record] | None:
+    """The tenant's history rows, oldest version first; None when it has no history table."""
+    table = f"{quote_ident(tenant)}.tenantmig_history"
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            return None
+        return list(await conn.fetch(
+            f"SELECT version, description, checksum, run_id, applied_at FROM {table} "
+            "ORDER BY version"))
+    finally:
+        await conn.close()
+
+
+async def versions(dsn: str, tenant: str) -> list[int] | None:
+    rows = await history(dsn, tenant)
+    return None if rows is None else [r["version"] for r in rows]
+
+
+async def runs(dsn: str) -> list[asyncpg.Record]:
+    """Rows of tenantmig.runs, oldest first ([] when the control schema does not exist)."""
+    if not await fetchval(dsn, "SELECT to_regclass('tenantmig.runs') IS NOT NULL"):
+        return []
+    return await fetch(dsn, "SELECT * FROM tenantmig.runs ORDER BY started_at, run_id")
+
+
+async def ledger(dsn: str, run_id: str | None) -> dict[str, asyncpg.Record]:
+    """The run's ledger rows by tenant."""
+    assert run_id is not None, "no run was recorded"
+    rows = await fetch(dsn, "SELECT * FROM tenantmig.ledger WHERE run_id = $1", run_id)
+    return {r["tenant"]: r for r in rows}
+
+
+async def count_relations_named(dsn: str, name: str) -> int:
+    return int(await fetchval(dsn, "SELECT count(*) FROM pg_class WHERE relname = $1", name))
+
+
+async def create_control_schema(dsn: str, folder: Path) -> None:
+    """Let a first run create the control schema, on a schema no test targets.
+
+    Runners creating the control schema at the same moment race (see
+    test_control_schema_created_by_runners_at_once); tests about other races start
+    after it exists.
+    """
+    await create_tenants(dsn, ["warmup_1"])
+    async with Engine(dsn, migrations=folder, prefix="warmup_") as engine:
+        assert (await engine.upgrade()).ok
+
+
+async def fast_deadlock_detection(dsn: str) -> None:
+    """New connections to this test's database detect deadlocks after 100 ms, not 1 s."""
+    await execute(dsn, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET deadlock_timeout "
+                  "= %L', current_database(), '100ms'); END $$")
+
+
+def names(n: int, prefix: str = "tenant_") -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+ONCE_ONLY = {
+    # Each would fail if applied twice to the same tenant.
+    "V1__tables.sql": """\
+        CREATE TABLE {{schema}}.t1 (id int);
+        CREATE TABLE {{schema}}.counter (v int PRIMARY KEY);
+        INSERT INTO {{schema}}.counter VALUES (1);
+        """,
+    "V2__second.sql": """\
+        ALTER TABLE {{schema}}.t1 ADD COLUMN note text;
+        INSERT INTO {{schema}}.counter VALUES (2);
+        """,
+    "V3__python.py": """\
+        async def up(ctx):
+            await ctx.execute("INSERT INTO {{schema}}.counter VALUES ($1)", 3)
+            await ctx.execute("CREATE TABLE {{schema}}.t3 (id int)")
+        """,
+    "V4__fourth.sql": """\
+        CREATE TABLE {{schema}}.t4 (id int);
+        INSERT INTO {{schema}}.counter VALUES (4);
+        """,
+}
+
+
+async def assert_exactly_once(dsn: str, tenant: str, head: int = 4) -> None:
+    assert await versions(dsn, tenant) == list(range(1, head + 1)), tenant
+    counter = await fetch(dsn, f"SELECT v FROM {quote_ident(tenant)}.counter ORDER BY v")
+    assert [r["v"] for r in counter] == list(range(1, head + 1)), tenant
+
+
+# --- the basics ---------------------------------------------------------------------------
+
+
+async def test_every_tenant_reaches_head(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    tenants = names(5)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, concurrency=3) as engine:
+        report = await engine.upgrade()
+
+    files = load_migrations(folder)
+    assert report.ok and not report.nothing_to_do
+    assert report.command == "up"
+    assert report.target == 4
+    assert report.counts() == {"succeeded": 5, "failed": 0, "pending": 0, "skipped": 0}
+    assert report.applied_count == 20
+    assert [o.tenant for o in report.outcomes] == tenants
+    for o in report.outcomes:
+        assert o.applied == (1, 2, 3, 4)
+        assert o.version_before is None and o.version_reached == 4
+        assert o.attempts >= 1
+
+    expected = [(m.version, m.description, m.checksum) for m in files.migrations]
+    for t in tenants:
+        rows = await history(dsn, t)
+        assert rows is not None
+        assert [(r["version"], r["description"], r["checksum"]) for r in rows] == expected
+        assert {r["run_id"] for r in rows} == {report.run_id}
+        await assert_exactly_once(dsn, t)
+        assert await relations(dsn, t) >= {"t1", "t3", "t4", "counter", "tenantmig_history"}
+
+    (run,) = await runs(dsn)
+    assert run["run_id"] == report.run_id
+    assert run["status"] == "succeeded"
+    assert run["tenants"] == 5
+    assert run["finished_at"] is not None
+    entries = await ledger(dsn, report.run_id)
+    assert set(entries) == set(tenants)
+    for r in entries.values():
+        assert r["status"] == "succeeded"
+        assert r["version_reached"] == 4 and r["target"] == 4
+        assert r["failing_version"] is None and r["sqlstate"] is None
+        assert r["attempts"] >= 1
+        assert r["started_at"] is not None and r["finished_at"] is not None
+
+
+async def test_decoy_schemas_untouched(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    decoys = ["tenantx_1", "tenant", "Tenant_upper", "xtenant_1"]
+    await create_tenants(dsn, ["tenant_a", "tenant_b", *decoys])
+    before_public = await relations(dsn, "public")
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert report.ok
+    assert sorted(o.tenant for o in report.outcomes) == ["tenant_a", "tenant_b"]
+    for decoy in [*decoys, "public"]:
+        assert await history(dsn, decoy) is None, decoy
+    for decoy in decoys:
+        assert await relations(dsn, decoy) == set(), decoy
+    assert await relations(dsn, "public") == before_public == set()
+    assert await schemas(dsn) == {"tenant_a", "tenant_b", *decoys, "tenantmig"}
+    assert {"runs", "ledger"} <= await relations(dsn, "tenantmig")
+    assert set(await ledger(dsn, report.run_id)) == {"tenant_a", "tenant_b"}
+    for t in ("tenant_a", "tenant_b"):
+        await assert_exactly_once(dsn, t)
+
+
+QUOTED_NAMES = [
+    "tenant_MixedCase",
+    "tenant_O'Brien \"x\"",
+    "tenant_" + "x" * 56,
+    "tenant_sp ace;semi",
+]
+
+
+async def test_tenant_names_that_need_quoting(dsn: str, make_migrations: MakeMigrations) -> None:
+    assert len(QUOTED_NAMES[2].encode()) == 63
+    folder = make_migrations({
+        "V1__tables.sql": """\
+            CREATE TABLE {{schema}}.items (id int PRIMARY KEY, n int, owner text);
+            INSERT INTO {{schema}}.items SELECT g, g FROM generate_series(1, 30) g;
+            CREATE FUNCTION {{schema}}.double(x int) RETURNS int LANGUAGE sql AS $$ SELECT x * 2 $$;
+            """,
+        "V2__index.sql": """\
+            -- tenantmig:no-transaction
+            CREATE INDEX CONCURRENTLY items_n_idx ON {{schema}}.items (n);
+            """,
+        "V3__owner.py": """\
+            async def up(ctx):
+                await ctx.execute("UPDATE {{schema}}.items SET owner = $1", ctx.schema)
+            """,
+        "V4__backfill.py": """\
+            transactional = False
+
+            async def up(ctx):
+                await ctx.backfill("items", "n = {{schema}}.double(n)", batch_size=7)
+            """,
+    })
+    await create_tenants(dsn, ["tenant_mixedcase_decoy", *QUOTED_NAMES])
+    async with Engine(dsn, migrations=folder, concurrency=4) as engine:
+        report = await engine.upgrade(tenants=QUOTED_NAMES)
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    assert [o.tenant for o in report.outcomes] == QUOTED_NAMES
+    for t in QUOTED_NAMES:
+        assert await versions(dsn, t) == [1, 2, 3, 4], t
+        assert await relations(dsn, t) >= {"items", "items_n_idx", "tenantmig_history"}, t
+        rows = await fetch(dsn, f"SELECT n, owner FROM {quote_ident(t)}.items ORDER BY id")
+        assert [r["n"] for r in rows] == [2 * i for i in range(1, 31)], t
+        assert {r["owner"] for r in rows} == {t}
+        valid = await fetchval(
+            dsn, "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = 'items_n_idx'", t)
+        assert valid is True, t
+    assert await relations(dsn, "tenant_mixedcase_decoy") == set()
+    assert await relations(dsn, "public") == set()
+    assert await schemas(dsn) == {"tenant_mixedcase_decoy", *QUOTED_NAMES, "tenantmig"}
+    assert set(await ledger(dsn, report.run_id)) == set(QUOTED_NAMES)
+
+
+# --- targeting ------------------------------------------------------------------------------
+
+
+async def test_explicit_subset(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c", "tenant_d"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade(tenants=["tenant_c", "tenant_a"])
+    assert report.ok
+    assert [o.tenant for o in report.outcomes] == ["tenant_c", "tenant_a"]
+    await assert_exactly_once(dsn, "tenant_a")
+    await assert_exactly_once(dsn, "tenant_c")
+    for t in ("tenant_b", "tenant_d"):
+        assert await history(dsn, t) is None
+        assert await relations(dsn, t) == set()
+    assert set(await ledger(dsn, report.run_id)) == {"tenant_a", "tenant_c"}
+    assert (await runs(dsn))[0]["tenants"] == 2
+
+
+async def test_exclude(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade(exclude=["tenant_b"])
+    assert report.ok
+    assert [o.tenant for o in report.outcomes] == ["tenant_a", "tenant_c"]
+    await assert_exactly_once(dsn, "tenant_a")
+    await assert_exactly_once(dsn, "tenant_c")
+    assert await relations(dsn, "tenant_b") == set()
+
+
+async def test_prefix(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["acme_1", "acme_2", "acmex2", "tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade(prefix="acme_")
+    assert report.ok
+    assert [o.tenant for o in report.outcomes] == ["acme_1", "acme_2"]
+    await assert_exactly_once(dsn, "acme_1")
+    await assert_exactly_once(dsn, "acme_2")
+    assert await relations(dsn, "tenant_a") == set()
+    assert await relations(dsn, "acmex2") == set()
+
+
+async def test_unknown_tenant_is_refused_before_anything(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        first = await engine.upgrade(tenants=["tenant_a"], target=1)
+        assert first.ok
+        before = await runs(dsn)
+        with pytest.raises(TargetError, match="tenant_nope"):
+            await engine.upgrade(tenants=["tenant_b", "tenant_nope", "tenant_a"])
+    assert await runs(dsn) == before
+    assert len(before) == 1
+    assert await versions(dsn, "tenant_a") == [1]
+    assert await history(dsn, "tenant_b") is None
+    assert await relations(dsn, "tenant_b") == set()
+
+
+@pytest.mark.parametrize("bad", ["public", "tenantmig", "pg_catalog"])
+async def test_non_tenant_schema_is_refused(
+    dsn: str, make_migrations: MakeMigrations, bad: str,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        await engine.upgrade(target=1)
+        with pytest.raises(TargetError):
+            await engine.upgrade(tenants=[bad])
+    assert await relations(dsn, "public") == set()
+    assert len(await runs(dsn)) == 1
+
+
+async def test_unknown_target_version(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(TargetError):
+            await engine.upgrade(target=7)
+    assert await history(dsn, "tenant_a") is None
+    assert await runs(dsn) == []
+
+
+async def test_target(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade(target=2)
+        assert report.ok and report.target == 2
+        assert all(o.version_reached == 2 for o in report.outcomes)
+        for t in ("tenant_a", "tenant_b"):
+            assert await versions(dsn, t) == [1, 2]
+        report = await engine.upgrade()
+        assert report.ok and report.applied_count == 4
+    for t in ("tenant_a", "tenant_b"):
+        await assert_exactly_once(dsn, t)
+
+
+async def test_no_op_rerun(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, names(3))
+    async with Engine(dsn, migrations=folder) as engine:
+        first = await engine.upgrade()
+        assert first.ok and not first.nothing_to_do
+        histories = {t: await history(dsn, t) for t in names(3)}
+        second = await engine.upgrade()
+    assert second.ok
+    assert second.nothing_to_do
+    assert second.run_id is None
+    assert second.applied_count == 0
+    assert second.counts()["skipped"] == 3
+    assert len(await runs(dsn)) == 1
+    for t in names(3):
+        assert await history(dsn, t) == histories[t]
+
+
+# --- exactly once -------------------------------------------------------------------------
+
+
+async def test_two_runners_at_the_same_moment(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    tenants = names(30)
+    await create_tenants(dsn, tenants)
+    await create_control_schema(dsn, folder)
+    a = Engine(dsn, migrations=folder, concurrency=4)
+    b = Engine(dsn, migrations=folder, concurrency=4)
+    try:
+        ra, rb = await asyncio.gather(a.upgrade(), b.upgrade())
+    finally:
+        await a.close()
+        await b.close()
+    assert ra.ok, [(o.tenant, o.sqlstate, o.message) for o in ra.failed]
+    assert rb.ok, [(o.tenant, o.sqlstate, o.message) for o in rb.failed]
+    for t in tenants:
+        await assert_exactly_once(dsn, t)
+    # Between them the two runs applied every version once.
+    applied: dict[str, list[int]] = {t: [] for t in tenants}
+    for report in (ra, rb):
+        for o in report.outcomes:
+            applied[o.tenant].extend(o.applied)
+    assert all(sorted(v) == [1, 2, 3, 4] for v in applied.values())
+    assert len(await runs(dsn)) == 3  # the warm-up and these two
+
+
+async def test_two_runners_non_transactional(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        **ONCE_ONLY,
+        "V5__index.sql": """\
+            -- tenantmig:no-transaction
+            CREATE INDEX CONCURRENTLY t1_id_idx ON {{schema}}.t1 (id);
+            """,
+        "V6__after.sql": "INSERT INTO {{schema}}.counter VALUES (6);\n",
+    })
+    tenants = names(10)
+    await create_tenants(dsn, tenants)
+    await create_control_schema(dsn, folder)
+    # Should two runners ever deadlock, detect it fast; this test is about exactly once.
+    await fast_deadlock_detection(dsn)
+    a = Engine(dsn, migrations=folder, concurrency=3, retries=8, retry_wait=(0.05, 0.5))
+    b = Engine(dsn, migrations=folder, concurrency=3, retries=8, retry_wait=(0.05, 0.5))
+    try:
+        ra, rb = await asyncio.gather(a.upgrade(), b.upgrade())
+    finally:
+        await a.close()
+        await b.close()
+    assert ra.ok, [(o.tenant, o.sqlstate, o.message) for o in ra.failed]
+    assert rb.ok, [(o.tenant, o.sqlstate, o.message) for o in rb.failed]
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2, 3, 4, 5, 6]
+        counter = await fetch(dsn, f"SELECT v FROM {quote_ident(t)}.counter ORDER BY v")
+        assert [r["v"] for r in counter] == [1, 2, 3, 4, 6]
+
+
+async def wait_until(dsn: str, sql: str, *args: Any, within: float = 10.0) -> None:
+    """Poll until *sql* returns true."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await fetchval(dsn, sql, *args):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for: {sql}")
+        await asyncio.sleep(0.02)
+
+
+async def test_control_schema_created_by_runners_at_once(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    # Two first runs at once on a database without the control schema; a few rounds,
+    # since it is a race (it loses almost every time on one round).
+    for attempt in range(5):
+        pair = [f"tenant_p{attempt}_a", f"tenant_p{attempt}_b"]
+        results = await asyncio.gather(*(provision(dsn, t, migrations=folder) for t in pair),
+                                       return_exceptions=True)
+        for r in results:
+            assert isinstance(r, tenantmig.Report), repr(r)
+            assert r.ok
+        for t in pair:
+            await assert_exactly_once(dsn, t)
+        await execute(dsn, "DROP SCHEMA tenantmig CASCADE")
+
+
+async def test_second_runner_does_not_deadlock_a_concurrent_index_build(
+        dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__index.sql": """\
+            -- tenantmig:no-transaction
+            CREATE INDEX CONCURRENTLY t_id_idx ON {{schema}}.t (id);
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    await fast_deadlock_detection(dsn)
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+    # A writer keeps the first runner's index build waiting, so the second runner meets it.
+    writer = await asyncpg.connect(dsn)
+    tx = writer.transaction()
+    await tx.start()
+    await writer.execute("INSERT INTO tenant_a.t VALUES (1)")
+    a = Engine(dsn, migrations=folder, retries=0)
+    b = Engine(dsn, migrations=folder, retries=0)
+    try:
+        task_a = asyncio.ensure_future(a.upgrade())
+        await wait_until(dsn, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                         "WHERE query LIKE '%CREATE INDEX CONCURRENTLY%' "
+                         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid())")
+        task_b = asyncio.ensure_future(b.upgrade())
+        # The second runner polls for the tenant lock (never waits inside a statement,
+        # which would hold a snapshot the index build waits for); give it time to meet.
+        await asyncio.sleep(1.0)
+        assert not task_b.done()
+        await tx.commit()
+        ra, rb = await asyncio.gather(task_a, task_b)
+    finally:
+        await writer.close()
+        await a.close()
+        await b.close()
+    assert ra.ok, [(o.tenant, o.sqlstate, o.message) for o in ra.failed]
+    assert rb.ok, [(o.tenant, o.sqlstate, o.message) for o in rb.failed]
+    assert await versions(dsn, "tenant_a") == [1, 2]
+    assert await index_valid(dsn, "tenant_a", "t_id_idx") is True
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+async def test_drift_refused_before_any_tenant(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({k: v for k, v in ONCE_ONLY.items() if k < "V3"})
+    tenants = ["tenant_a", "tenant_b", "tenant_c"]
+    await create_tenants(dsn, [*tenants, "tenant_new"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(tenants=tenants)).ok
+    before = {t: await history(dsn, t) for t in tenants}
+    run_count = len(await runs(dsn))
+
+    v1 = folder / "V1__tables.sql"
+    v1.write_text(v1.read_text() + "-- an innocent comment\n")
+    make_migrations({"V3__python.py": ONCE_ONLY["V3__python.py"]})
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(DriftError) as info:
+            await engine.upgrade()
+    message = str(info.value)
+    assert "V1__tables.sql" in message
+    for t in tenants:
+        assert t in message
+    assert "tenant_new" not in message
+    assert info.value.drifted == {1: tenants}
+    assert len(await runs(dsn)) == run_count
+    for t in tenants:
+        assert await history(dsn, t) == before[t]
+        assert "t3" not in await relations(dsn, t)
+    assert await history(dsn, "tenant_new") is None
+
+
+async def test_applied_version_without_file_is_drift(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({k: v for k, v in ONCE_ONLY.items() if k < "V3"})
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade()).ok
+    (folder / "V2__second.sql").unlink()
+    make_migrations({"V3__python.py": ONCE_ONLY["V3__python.py"]})
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(DriftError, match="version 2") as info:
+            await engine.upgrade()
+    assert info.value.drifted == {2: ["tenant_a"]}
+    assert await versions(dsn, "tenant_a") == [1, 2]
+    assert len(await runs(dsn)) == 1
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+async def test_sql_forgetting_schema_fails_and_leaks_nothing(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__ok.sql": "CREATE TABLE {{schema}}.ok1 (id int);\n",
+        "V2__leaky.sql": """\
+            CREATE TABLE {{schema}}.ok2 (id int);
+            CREATE TABLE leak (id int);
+            """,
+    })
+    tenants = names(3)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert not report.ok
+    assert len(report.failed) == 3
+    for o in report.failed:
+        assert o.sqlstate == "3F000"
+        assert o.failing_version == 2
+        assert o.version_reached == 1
+        assert o.applied == (1,)
+    for t in tenants:
+        assert await versions(dsn, t) == [1]
+        assert await relations(dsn, t) == {"ok1", "tenantmig_history", "tenantmig_history_pkey"}
+    assert await count_relations_named(dsn, "leak") == 0
+    assert await count_relations_named(dsn, "ok2") == 0
+    assert await relations(dsn, "public") == set()
+    rows = await ledger(dsn, report.run_id)
+    assert {r["status"] for r in rows.values()} == {"failed"}
+    assert {r["sqlstate"] for r in rows.values()} == {"3F000"}
+    (run,) = await runs(dsn)
+    assert run["status"] == "failed"
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+async def test_python_forgetting_schema_fails(dsn: str, make_migrations: MakeMigrations,
+                                              transactional: bool) -> None:
+    folder = make_migrations({
+        "V1__ok.sql": "CREATE TABLE {{schema}}.ok1 (id int);\n",
+        "V2__leaky.py": f"""\
+            transactional = {transactional}
+
+            async def up(ctx):
+                await ctx.conn.execute("CREATE TABLE leak2 (id int)")
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert not report.ok
+    assert {o.tenant for o in report.failed} == {"tenant_a", "tenant_b"}
+    assert {o.sqlstate for o in report.failed} == {"3F000"}
+    assert {o.failing_version for o in report.failed} == {2}
+    assert await count_relations_named(dsn, "leak2") == 0
+    assert await relations(dsn, "public") == set()
+    for t in ("tenant_a", "tenant_b"):
+        assert await versions(dsn, t) == [1]
+
+
+DATA_MIGRATIONS = {
+    "V1__things.sql": """\
+        CREATE TABLE {{schema}}.things (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int);
+        INSERT INTO {{schema}}.things (n) VALUES (1), (2);
+        """,
+    "V2__check.sql": """\
+        ALTER TABLE {{schema}}.things ADD CONSTRAINT things_n_positive CHECK (n > 0);
+        """,
+    "V3__more.sql": "CREATE TABLE {{schema}}.more (id int);\n",
+}
+
+
+async def migrate_with_bad_data(dsn: str, folder: Path, tenants: list[str],
+                                bad: list[str]) -> tenantmig.Report:
+    async with Engine(dsn, migrations=folder, concurrency=4) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        for t in bad:
+            await execute(dsn, f"INSERT INTO {quote_ident(t)}.things (n) VALUES (-1)")
+        return await engine.upgrade()
+
+
+async def test_tenant_data_failure_others_go_on(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(DATA_MIGRATIONS)
+    tenants = names(10)
+    bad = [tenants[3], tenants[7]]
+    await create_tenants(dsn, tenants)
+    report = await migrate_with_bad_data(dsn, folder, tenants, bad)
+    assert not report.ok
+    assert report.counts() == {"succeeded": 8, "failed": 2, "pending": 0, "skipped": 0}
+    assert sorted(o.tenant for o in report.failed) == bad
+    for o in report.failed:
+        assert o.sqlstate == "23514"
+        assert o.failing_version == 2
+        assert o.version_before == 1 and o.version_reached == 1
+        assert o.applied == ()
+        assert o.attempts == 1
+        assert o.message and "things_n_positive" in o.message
+    for t in tenants:
+        expected = [1] if t in bad else [1, 2, 3]
+        assert await versions(dsn, t) == expected, t
+    rows = await ledger(dsn, report.run_id)
+    assert set(rows) == set(tenants)
+    for t, r in rows.items():
+        if t in bad:
+            assert r["status"] == "failed"
+            assert r["sqlstate"] == "23514"
+            assert r["failing_version"] == 2
+            assert r["version_reached"] == 1
+            assert "things_n_positive" in r["message"]
+        else:
+            assert r["status"] == "succeeded" and r["version_reached"] == 3
+            assert r["sqlstate"] is None
+    last = (await runs(dsn))[-1]
+    assert last["run_id"] == report.run_id and last["status"] == "failed"
+
+
+async def test_max_failures_leaves_rest_pending(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__ok.sql": "CREATE TABLE {{schema}}.ok1 (id int);\n",
+        "V2__boom.sql": "SELECT 1 / 0 FROM {{schema}}.ok1 UNION ALL SELECT 1 / 0;\n",
+    })
+    tenants = names(8)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, concurrency=1, max_failures=1) as engine:
+        report = await engine.upgrade()
+    assert not report.ok
+    assert len(report.failed) == 2
+    assert len(report.pending) == 6
+    assert {o.sqlstate for o in report.failed} == {"22012"}
+    rows = await ledger(dsn, report.run_id)
+    assert sorted(r["status"] for r in rows.values()) == ["failed"] * 2 + ["pending"] * 6
+    for o in report.pending:
+        assert await history(dsn, o.tenant) is None
+
+
+# --- transient errors ------------------------------------------------------------------------
+
+LOCKABLE = {
+    "V1__things.sql": "CREATE TABLE {{schema}}.things (id int);\n",
+    "V2__column.sql": "ALTER TABLE {{schema}}.things ADD COLUMN note text;\n",
+}
+
+
+async def hold_lock(dsn: str, tenant: str) -> tuple[asyncpg.Connection, Any]:
+    conn = await asyncpg.connect(dsn)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute(f"LOCK TABLE {quote_ident(tenant)}.things IN ACCESS EXCLUSIVE MODE")
+    return conn, tx
+
+
+async def test_lock_timeout_is_retried_until_it_succeeds(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(LOCKABLE)
+    tenants = names(4)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, lock_timeout="200ms", retries=10,
+                      retry_wait=(0.05, 0.3)) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        conn, tx = await hold_lock(dsn, tenants[1])
+
+        async def release() -> None:
+            await asyncio.sleep(1.0)
+            await tx.rollback()
+            await conn.close()
+
+        releaser = asyncio.create_task(release())
+        try:
+            report = await engine.upgrade()
+        finally:
+            await releaser
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    by_tenant = {o.tenant: o for o in report.outcomes}
+    assert by_tenant[tenants[1]].attempts > 1
+    assert by_tenant[tenants[1]].seconds >= 0.8
+    assert by_tenant[tenants[0]].attempts == 1
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2]
+    assert (await ledger(dsn, report.run_id))[tenants[1]]["attempts"] > 1
+
+
+async def test_lock_timeout_without_retries_fails(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(LOCKABLE)
+    tenants = names(3)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, lock_timeout="200ms", retries=0) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        conn, tx = await hold_lock(dsn, tenants[0])
+        try:
+            report = await engine.upgrade()
+        finally:
+            await tx.rollback()
+            await conn.close()
+    assert not report.ok
+    (failed,) = report.failed
+    assert failed.tenant == tenants[0]
+    assert failed.sqlstate == "55P03"
+    assert failed.attempts == 1
+    assert failed.failing_version == 2
+    assert await versions(dsn, tenants[0]) == [1]
+    assert await versions(dsn, tenants[1]) == [1, 2]
+    assert (await ledger(dsn, report.run_id))[tenants[0]]["sqlstate"] == "55P03"
+
+
+async def test_lock_timeout_directive_overrides_engine(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        **LOCKABLE,
+        "V2__column.sql": "-- tenantmig:lock-timeout=100ms\n" + LOCKABLE["V2__column.sql"],
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder, lock_timeout="30s", retries=0) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        conn, tx = await hold_lock(dsn, "tenant_a")
+        try:
+            report = await asyncio.wait_for(engine.upgrade(), timeout=10)
+        finally:
+            await tx.rollback()
+            await conn.close()
+    (failed,) = report.failed
+    assert failed.sqlstate == "55P03"
+    assert failed.seconds < 5
+
+
+# --- non-transactional migrations ---------------------------------------------------------------
+
+INDEXED = {
+    "V1__things.sql": """\
+        CREATE TABLE {{schema}}.things (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, code int);
+        INSERT INTO {{schema}}.things (code) SELECT g FROM generate_series(1, 100) g;
+        """,
+    "V2__index.sql": """\
+        -- tenantmig:no-transaction
+        -- tenantmig:lock-timeout=5s
+        CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS things_code_key ON {{schema}}.things (code);
+        """,
+    "V3__after.sql": "CREATE TABLE {{schema}}.after_index (id int);\n",
+}
+
+
+async def index_valid(dsn: str, tenant: str, name: str) -> bool | None:
+    return await fetchval(  # type: ignore[no-any-return]
+        dsn, "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+        tenant, name)
+
+
+async def test_non_transactional_concurrent_index(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(INDEXED)
+    tenants = names(3)
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2, 3]
+        assert await index_valid(dsn, t, "things_code_key") is True
+    assert await relations(dsn, "public") == set()
+
+
+async def test_invalid_index_left_behind_is_rebuilt(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(INDEXED)
+    tenants = ["tenant_a", "tenant_b"]
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        # A failed earlier build: duplicates make the unique build fail, leaving it INVALID.
+        await execute(dsn, "INSERT INTO tenant_a.things (code) VALUES (5)")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await execute(dsn, "CREATE UNIQUE INDEX CONCURRENTLY things_code_key "
+                          "ON tenant_a.things (code)")
+        assert await index_valid(dsn, "tenant_a", "things_code_key") is False
+        await execute(dsn, "DELETE FROM tenant_a.things WHERE id > 100")
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2, 3]
+        assert await index_valid(dsn, t, "things_code_key") is True
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await execute(dsn, "INSERT INTO tenant_a.things (code) VALUES (5)")
+
+
+async def test_non_transactional_failure_is_recorded(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(INDEXED)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        await execute(dsn, "INSERT INTO tenant_b.things (code) VALUES (7)")
+        report = await engine.upgrade()
+        (failed,) = report.failed
+        assert failed.tenant == "tenant_b"
+        assert failed.sqlstate == "23505"
+        assert failed.failing_version == 2
+        assert await versions(dsn, "tenant_b") == [1]
+        assert await versions(dsn, "tenant_a") == [1, 2, 3]
+        # Fix the data: the retry drops the INVALID leftover and builds a valid index.
+        await execute(dsn, "DELETE FROM tenant_b.things WHERE id > 100")
+        again = await engine.upgrade()
+    assert again.ok
+    assert [o.tenant for o in again.succeeded] == ["tenant_b"]
+    assert await index_valid(dsn, "tenant_b", "things_code_key") is True
+    assert await versions(dsn, "tenant_b") == [1, 2, 3]
+
+
+# --- atomic tenant ------------------------------------------------------------------------
+
+ATOMIC = {
+    "V1__base.sql": "CREATE TABLE {{schema}}.base (id int);\n",
+    "V2__a.sql": "CREATE TABLE {{schema}}.a2 (id int);\n",
+    "V3__b.py": """\
+        async def up(ctx):
+            await ctx.execute("CREATE TABLE {{schema}}.b3 (id int)")
+        """,
+    "V4__c.sql": """\
+        CREATE TABLE {{schema}}.c4 (id int);
+        SELECT 1 / (SELECT count(*) FROM {{schema}}.base)::int;
+        """,
+}
+
+
+async def test_atomic_tenant_rolls_back_the_whole_group(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ATOMIC)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder, atomic_tenant=True) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        await execute(dsn, "INSERT INTO tenant_b.base VALUES (1)")
+        report = await engine.upgrade()
+    assert not report.ok
+    (failed,) = report.failed
+    assert failed.tenant == "tenant_a"
+    assert failed.sqlstate == "22012"
+    assert failed.version_reached == 1
+    assert failed.applied == ()
+    assert await versions(dsn, "tenant_a") == [1]
+    assert await relations(dsn, "tenant_a") == {"base", "tenantmig_history",
+                                                "tenantmig_history_pkey"}
+    assert await versions(dsn, "tenant_b") == [1, 2, 3, 4]
+
+
+async def test_without_atomic_tenant_keeps_earlier_versions(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ATOMIC)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        report = await engine.upgrade()
+    (failed,) = report.failed
+    assert failed.failing_version == 4
+    assert failed.version_reached == 3
+    assert failed.applied == (2, 3)
+    assert await versions(dsn, "tenant_a") == [1, 2, 3]
+
+
+async def test_atomic_tenant_reports_the_version_that_failed(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ATOMIC)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder, atomic_tenant=True) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        report = await engine.upgrade()
+    (failed,) = report.failed
+    assert failed.sqlstate == "22012"
+    assert failed.failing_version == 4
+    assert (await ledger(dsn, report.run_id))["tenant_a"]["failing_version"] == 4
+
+
+# --- Python migrations --------------------------------------------------------------------
+
+
+async def test_python_transactional_migration(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__settings.sql": "CREATE TABLE {{schema}}.settings (k text PRIMARY KEY, v text);\n",
+        "V2__seed.py": """\
+            async def up(ctx):
+                assert ctx.transactional
+                await ctx.execute(
+                    "INSERT INTO {{schema}}.settings (k, v) VALUES ('owner', $1)", ctx.schema)
+                await ctx.execute(
+                    "INSERT INTO {{schema}}.settings (k, v) VALUES ('quoted', $1)", ctx.quoted)
+                n = await ctx.fetchval("SELECT count(*) FROM {{schema}}.settings")
+                await ctx.execute(
+                    "INSERT INTO {{schema}}.settings (k, v) VALUES ('count', $1)", str(n))
+            """,
+    })
+    tenants = ["tenant_a", "tenant_O'Brien \"x\""]
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    for t in tenants:
+        rows = await fetch(dsn, f"SELECT k, v FROM {quote_ident(t)}.settings")
+        assert dict(rows) == {"owner": t, "quoted": quote_ident(t), "count": "2"}
+        assert await versions(dsn, t) == [1, 2]
+
+
+async def test_python_failure_rolls_back_its_transaction(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__settings.sql": "CREATE TABLE {{schema}}.settings (k text PRIMARY KEY, v text);\n",
+        "V2__half.py": """\
+            async def up(ctx):
+                await ctx.execute("INSERT INTO {{schema}}.settings VALUES ('x', 'y')")
+                raise ValueError("half way")
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        report = await engine.upgrade()
+    (failed,) = report.failed
+    assert failed.failing_version == 2
+    assert failed.message and "half way" in failed.message
+    assert failed.attempts == 1
+    assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.settings") == 0
+    assert await versions(dsn, "tenant_a") == [1]
+
+
+async def test_python_backfill_commits_batches(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__items.sql": """\
+            CREATE TABLE {{schema}}.items (id int PRIMARY KEY, done boolean NOT NULL DEFAULT false);
+            INSERT INTO {{schema}}.items (id) SELECT g FROM generate_series(1, 2500) g;
+            CREATE TABLE {{schema}}.result (updated int);
+            """,
+        "V2__backfill.py": """\
+            transactional = False
+
+            async def up(ctx):
+                updated = await ctx.backfill("items", "done = true", where="NOT done",
+                                             batch_size=1000)
+                await ctx.execute("INSERT INTO {{schema}}.result VALUES ($1)", updated)
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    for t in ("tenant_a", "tenant_b"):
+        q = quote_ident(t)
+        assert await fetchval(dsn, f"SELECT count(*) FROM {q}.items WHERE done") == 2500
+        assert await fetchval(dsn, f"SELECT count(*) FROM {q}.items WHERE NOT done") == 0
+        assert await fetchval(dsn, f"SELECT updated FROM {q}.result") == 2500
+        # Each batch committed on its own: three transactions wrote the rows.
+        assert await fetchval(dsn, f"SELECT count(DISTINCT xmin::text) FROM {q}.items") == 3
+        assert await versions(dsn, t) == [1, 2]
+
+
+# --- provision and application pools ---------------------------------------------------------
+
+
+async def test_provision_creates_and_migrates(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_other"])
+    report = await provision(dsn, "tenant_new", migrations=folder)
+    assert report.ok
+    assert report.command == "provision"
+    assert [o.tenant for o in report.outcomes] == ["tenant_new"]
+    await assert_exactly_once(dsn, "tenant_new")
+    assert await relations(dsn, "tenant_other") == set()
+    assert await relations(dsn, "public") == set()
+    again = await provision(dsn, "tenant_new", migrations=folder)
+    assert again.ok and again.nothing_to_do
+    await assert_exactly_once(dsn, "tenant_new")
+
+
+async def test_provision_concurrent_with_upgrade(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    existing = names(50)
+    new = names(10, prefix="tenant_new_")
+    await create_tenants(dsn, existing)
+    await create_control_schema(dsn, folder)
+    async with Engine(dsn, migrations=folder, concurrency=8) as engine:
+        results = await asyncio.gather(
+            engine.upgrade(),
+            *(provision(dsn, n, migrations=folder) for n in new),
+        )
+    up, *provisioned = results
+    assert up.ok, [(o.tenant, o.message) for o in up.failed]
+    assert all(r.ok for r in provisioned), [
+        (o.tenant, o.message) for r in provisioned for o in r.failed]
+    for t in [*existing, *new]:
+        await assert_exactly_once(dsn, t)
+    assert await relations(dsn, "public") == set()
+
+
+async def test_engine_with_application_pool(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({**ONCE_ONLY, **{
+        "V5__index.sql": """\
+            -- tenantmig:no-transaction
+            CREATE INDEX CONCURRENTLY t1_id_idx ON {{schema}}.t1 (id);
+            """,
+    }})
+    await create_tenants(dsn, names(5))
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
+    try:
+        async with Engine(pool=pool, migrations=folder, concurrency=3) as engine:
+            report = await engine.upgrade()
+        assert report.ok, [(o.tenant, o.message) for o in report.failed]
+        prov = await provision(pool, "tenant_fresh", migrations=folder)
+        assert prov.ok
+        # The application's pool is still open, usable, and carries no session leftovers.
+        assert not pool._closed
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            assert await conn.fetchval("SHOW search_path") == '"$user", public'
+            assert await conn.fetchval("SHOW lock_timeout") == "0"
+            assert await conn.fetchval("SHOW statement_timeout") == "0"
+        held = await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held == 0
+    finally:
+        await pool.close()
+    for t in [*names(5), "tenant_fresh"]:
+        assert await versions(dsn, t) == [1, 2, 3, 4, 5]
+
+
+async def test_engine_with_dsn_closes_its_pool(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, names(3))
+    async with Engine(dsn, migrations=folder, concurrency=3) as engine:
+        assert (await engine.upgrade()).ok
+    # No connection of the engine's own pool is left open.
+    left = await fetchval(
+        dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantmig' "
+        "AND datname = current_database()")
+    assert left == 0
+
+
+# --- downgrade ---------------------------------------------------------------------------
+
+REVERSIBLE = {
+    "V1__base.sql": "CREATE TABLE {{schema}}.base (id int, c int);\n",
+    "V2__column.sql": "ALTER TABLE {{schema}}.base ADD COLUMN extra int;\n",
+    "U2__column.sql": "ALTER TABLE {{schema}}.base DROP COLUMN extra;\n",
+    # The view depends on V2's column: U2 only works after U3 (no CASCADE).
+    "V3__view.sql": "CREATE VIEW {{schema}}.base_view AS SELECT id, extra FROM {{schema}}.base;\n",
+    "U3__view.sql": "DROP VIEW {{schema}}.base_view;\n",
+    "V4__python.py": """\
+        async def up(ctx):
+            await ctx.execute("CREATE TABLE {{schema}}.py4 (id int)")
+
+        async def down(ctx):
+            await ctx.execute("DROP TABLE {{schema}}.py4")
+        """,
+}
+
+
+async def test_downgrade_applies_undos_in_reverse(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(REVERSIBLE)
+    tenants = ["tenant_a", "tenant_b"]
+    await create_tenants(dsn, [*tenants, "tenant_other"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(tenants=tenants)).ok
+        report = await engine.downgrade(target=1, tenants=tenants)
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    assert report.command == "down"
+    for o in report.outcomes:
+        assert o.applied == (4, 3, 2)
+        assert o.version_before == 4 and o.version_reached == 1
+    for t in tenants:
+        assert await versions(dsn, t) == [1]
+        assert await relations(dsn, t) == {"base", "tenantmig_history", "tenantmig_history_pkey"}
+        cols = await fetch(dsn, "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass "
+                           "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                           f"{quote_ident(t)}.base")
+        assert [r["attname"] for r in cols] == ["id", "c"]
+    assert await relations(dsn, "tenant_other") == set()
+    last = (await runs(dsn))[-1]
+    assert last["command"] == "down" and last["target"] == 1 and last["status"] == "succeeded"
+
+
+async def test_downgrade_without_undo_is_refused(dsn: str, make_migrations: MakeMigrations) -> None:
+    files = {k: v for k, v in REVERSIBLE.items() if k != "U2__column.sql"}
+    folder = make_migrations(files)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade()).ok
+        before = await history(dsn, "tenant_a")
+        with pytest.raises(TargetError, match="2"):
+            await engine.downgrade(target=1)
+        with pytest.raises(TargetError):
+            await engine.downgrade(target=9)
+    assert await history(dsn, "tenant_a") == before
+    assert len(await runs(dsn)) == 1
+    assert "base_view" in await relations(dsn, "tenant_a")
+
+
+async def test_downgrade_transactional_undo_of_non_transactional_migration(
+        dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__base.sql": "CREATE TABLE {{schema}}.base (id int);\n",
+        "V2__index.sql": """\
+            -- tenantmig:no-transaction
+            CREATE INDEX CONCURRENTLY base_id_idx ON {{schema}}.base (id);
+            """,
+        "U2__index.sql": "DROP INDEX {{schema}}.base_id_idx;\n",
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade()).ok
+        assert "base_id_idx" in await relations(dsn, "tenant_a")
+        report = await engine.downgrade(target=1)
+    assert report.ok
+    assert await versions(dsn, "tenant_a") == [1]
+    assert "base_id_idx" not in await relations(dsn, "tenant_a")
+
+
+async def test_downgrade_non_transactional_undo_of_transactional_migration(
+        dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__base.sql": "CREATE TABLE {{schema}}.base (id int);\n",
+        "V2__index.sql": "CREATE INDEX base_id_idx ON {{schema}}.base (id);\n",
+        "U2__index.sql": """\
+            -- tenantmig:no-transaction
+            DROP INDEX CONCURRENTLY IF EXISTS {{schema}}.base_id_idx;
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade()).ok
+        report = await engine.downgrade(target=1)
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    assert await versions(dsn, "tenant_a") == [1]
+    assert "base_id_idx" not in await relations(dsn, "tenant_a")
+
+
+# --- resume --------------------------------------------------------------------------------
+
+
+async def test_resume_retries_exactly_the_failed_tenants(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(DATA_MIGRATIONS)
+    tenants = names(8)
+    bad = [tenants[2], tenants[5]]
+    await create_tenants(dsn, tenants)
+    first = await migrate_with_bad_data(dsn, folder, tenants, bad)
+    assert sorted(o.tenant for o in first.failed) == bad
+    good_history = {t: await history(dsn, t) for t in tenants if t not in bad}
+
+    for t in bad:
+        await execute(dsn, f"DELETE FROM {quote_ident(t)}.things WHERE n <= 0")
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.resume()
+        assert report.ok, [(o.tenant, o.message) for o in report.failed]
+        assert report.command == "resume"
+        assert sorted(o.tenant for o in report.outcomes) == bad
+        assert all(o.applied == (2, 3) for o in report.outcomes)
+        # The latest run (the resume) has nothing left to do.
+        again = await engine.resume()
+        assert again.run_id is None and again.outcomes == ()
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2, 3], t
+    for t, rows in good_history.items():
+        assert await history(dsn, t) == rows, t
+    for t in bad:
+        rows = await history(dsn, t)
+        assert rows is not None
+        assert {r["run_id"] for r in rows if r["version"] > 1} == {report.run_id}
+    resumed = [r for r in await runs(dsn) if r["run_id"] == report.run_id]
+    assert resumed[0]["resumed_from"] == first.run_id
+    assert resumed[0]["command"] == "resume"
+    entries = await ledger(dsn, report.run_id)
+    assert sorted(entries) == bad
+    assert {r["status"] for r in entries.values()} == {"succeeded"}
+    # The failed run's ledger is left as it was: history of what happened.
+    old = await ledger(dsn, first.run_id)
+    assert {t for t, r in old.items() if r["status"] == "failed"} == set(bad)
+
+
+async def test_resume_without_runs(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(TargetError):
+            await engine.resume()
+        with pytest.raises(TargetError):
+            await engine.resume("no-such-run")
+    assert await history(dsn, "tenant_a") is None
+
+
+async def test_resume_when_failed_tenants_were_dropped(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(DATA_MIGRATIONS)
+    tenants = names(4)
+    bad = [tenants[1]]
+    await create_tenants(dsn, tenants)
+    first = await migrate_with_bad_data(dsn, folder, tenants, bad)
+    assert [o.tenant for o in first.failed] == bad
+    await execute(dsn, f"DROP SCHEMA {quote_ident(bad[0])} CASCADE")
+    await create_tenants(dsn, ["tenant_later"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.resume()
+    assert report.outcomes == ()
+    assert await history(dsn, "tenant_later") is None
+
+
+async def test_empty_subset_targets_nobody(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade(tenants=[])
+    assert report.outcomes == ()
+    assert await history(dsn, "tenant_a") is None
+    assert await history(dsn, "tenant_b") is None
+
+
+async def test_stop_leaves_pending_and_resume_finishes(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    tenants = names(5)
+    await create_tenants(dsn, tenants)
+    engine = Engine(dsn, migrations=folder, concurrency=1)
+    engine.on_outcome = lambda outcome: engine.request_stop()
+    try:
+        report = await engine.upgrade()
+    finally:
+        await engine.close()
+    assert report.interrupted
+    assert not report.ok
+    assert len(report.succeeded) == 1 and len(report.pending) == 4
+    done = report.succeeded[0].tenant
+    (run,) = await runs(dsn)
+    assert run["status"] == "interrupted"
+    rows = await ledger(dsn, report.run_id)
+    assert sorted(r["status"] for r in rows.values()) == ["pending"] * 4 + ["succeeded"]
+    for o in report.pending:
+        assert await history(dsn, o.tenant) is None
+    before = await history(dsn, done)
+
+    async with Engine(dsn, migrations=folder) as engine2:
+        resumed = await engine2.resume()
+    assert resumed.ok
+    assert sorted(o.tenant for o in resumed.outcomes) == sorted(o.tenant for o in report.pending)
+    for t in tenants:
+        await assert_exactly_once(dsn, t)
+    assert await history(dsn, done) == before
+
+
+async def test_on_outcome_callback(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(DATA_MIGRATIONS)
+    tenants = names(4)
+    await create_tenants(dsn, tenants)
+    seen: list[tenantmig.TenantOutcome] = []
+
+    async def record(outcome: tenantmig.TenantOutcome) -> None:
+        seen.append(outcome)
+
+    async with Engine(dsn, migrations=folder, on_outcome=record) as engine:
+        await engine.upgrade(target=1)
+        await execute(dsn, f"INSERT INTO {quote_ident(tenants[0])}.things (n) VALUES (0)")
+        seen.clear()
+        report = await engine.upgrade()
+    assert sorted(o.tenant for o in seen) == tenants
+    assert {o.tenant: o.status for o in seen} == {o.tenant: o.status for o in report.outcomes}
+    assert {o.tenant for o in seen if o.status == "failed"} == {tenants[0]}
+
+
+async def test_first_migration_failing_leaves_no_history_table(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__boom.sql": "CREATE TABLE {{schema}}.t (id int);\nSELECT 1 / 0;\n",
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        report = await engine.upgrade()
+    (failed,) = report.failed
+    assert failed.sqlstate == "22012"
+    assert failed.version_reached is None
+    assert await history(dsn, "tenant_a") is None
+    assert await relations(dsn, "tenant_a") == set()
+
+
+async def test_statement_timeout_directive(dsn: str, make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__slow.sql": """\
+            -- tenantmig:statement-timeout=100ms
+            INSERT INTO {{schema}}.t SELECT 1 FROM pg_sleep(0.6);
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder, retries=0) as engine:
+        report = await engine.upgrade()
+    (failed,) = report.failed
+    assert failed.sqlstate == "57014"
+    assert failed.failing_version == 2
+    assert await versions(dsn, "tenant_a") == [1]
+    assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.t") == 0
+
+
+async def test_statement_timeout_does_not_leak_to_later_migrations(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__t.sql": """\
+            -- tenantmig:statement-timeout=300ms
+            CREATE TABLE {{schema}}.t (id int);
+            """,
+        "V2__idx.sql": """\
+            -- tenantmig:no-transaction
+            -- tenantmig:statement-timeout=300ms
+            CREATE INDEX CONCURRENTLY t_idx ON {{schema}}.t (id);
+            """,
+        "V3__slow.sql": "INSERT INTO {{schema}}.t SELECT 1 FROM pg_sleep(0.5);\n",
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder, retries=0, concurrency=1) as engine:
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    assert await versions(dsn, "tenant_a") == [1, 2, 3]
+
+
+async def test_connection_lost_mid_migration_is_retried_once_applied(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int PRIMARY KEY);\n",
+        "V2__slow.sql": """\
+            INSERT INTO {{schema}}.t VALUES (1);
+            SELECT pg_sleep(0.5);
+            """,
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder, retries=3, retry_wait=(0.05, 0.2)) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        task = asyncio.ensure_future(engine.upgrade(tenants=["tenant_a"]))
+        await wait_until(dsn, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                         "WHERE wait_event = 'PgSleep' AND application_name = 'tenantmig')")
+        killed = await fetchval(dsn, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                "pg_stat_activity WHERE wait_event = 'PgSleep' "
+                                "AND application_name = 'tenantmig'")
+        assert killed == 1
+        report = await task
+    assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+    (outcome,) = report.outcomes
+    assert outcome.attempts == 2
+    assert await versions(dsn, "tenant_a") == [1, 2]
+    assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.t") == 1
