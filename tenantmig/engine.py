@@ -396,11 +396,18 @@ class Engine:
         finally:
             self._executor = None
             with anyio.CancelScope(shield=True):
-                try:
-                    async with pool.acquire() as conn:
-                        await control.finish_run(conn, self.control_schema, run_id, status)
-                except _CONNECT_ERRORS as exc:
-                    run_log.warning("could not record the end of the run", error=str(exc))
+                for attempt in range(1, 6):
+                    try:
+                        async with pool.acquire() as conn:
+                            await control.finish_run(conn, self.control_schema, run_id,
+                                                     status)
+                        break
+                    except _CONNECT_ERRORS as exc:  # the server may be restarting
+                        if attempt == 5:
+                            run_log.warning("could not record the end of the run",
+                                            error=str(exc))
+                        else:
+                            await anyio.sleep(0.5 * attempt)
             run_log.info("run finished", status=status)
 
 

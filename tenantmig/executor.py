@@ -30,7 +30,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
@@ -48,6 +47,17 @@ log = structlog.get_logger("tenantmig")
 TRANSIENT_SQLSTATES = frozenset(
     {"55P03", "40P01", "40001", "57014", "57P01", "57P02", "57P03", "53300"}
 )
+
+
+_CONNECTION_LOSS_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    """The server went away or refused us: worth waiting for it to come back."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _CONNECTION_LOSS_SQLSTATES or sqlstate.startswith("08")
+    return is_transient(exc)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -72,6 +82,7 @@ class ExecOptions:
     control_schema: str = "tenantmig"
     retry_initial_wait: float = 0.1
     retry_max_wait: float = 5.0
+    reconnect_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -285,7 +296,7 @@ class Executor:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(self._options.retries + 1),
+            stop=self._stop_retrying,
             wait=wait_random_exponential(
                 multiplier=self._options.retry_initial_wait, max=self._options.retry_max_wait
             ),
@@ -321,6 +332,16 @@ class Executor:
             f"{r['query']}"
             for r in rows
         )
+
+    def _stop_retrying(self, state: RetryCallState) -> bool:
+        """``--retries`` attempts; for a lost server, also keep trying for
+        ``reconnect_window`` seconds, so a restart or failover does not fail the run."""
+        if state.attempt_number > self._options.retries:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is None or not is_connection_loss(exc):
+                return True
+            return (state.seconds_since_start or 0.0) >= self._options.reconnect_window
+        return False
 
     async def _unit(
         self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any, at: list[int]
