@@ -1,3 +1,4 @@
+-- tenantmig:allow drop-table undo of V1: removing both tables and their rows is the point of this file
 -- Undo of V1: drops both tables and every row in them (the tenant's version
 -- history lives in its own table and is not touched). invoices goes first
 -- because, once V9 ran, it references customers; no CASCADE, so anything

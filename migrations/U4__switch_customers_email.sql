@@ -1,4 +1,5 @@
 -- tenantmig:lock-timeout=5s
+-- tenantmig:allow rename-column undo of V4: runs only with the previous release of the app, which reads the old names
 -- Undo of V4: renames the columns back and restores the sync trigger, in one
 -- short transaction (catalog-only, ACCESS EXCLUSIVE on customers for
 -- milliseconds, waiting at most 5s). No data moves: emails written after the

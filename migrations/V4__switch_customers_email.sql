@@ -1,4 +1,5 @@
 -- tenantmig:lock-timeout=5s
+-- tenantmig:allow rename-column the application reads and writes the new name (email) from this release on; email_old is kept for rollback
 -- Step 3 of 3 of the customers.email swap: switch in one short transaction.
 -- Drops the sync trigger and its function, then renames email -> email_old and
 -- email_new -> email, so from commit on the application reads and writes the

@@ -5,6 +5,7 @@ TenantmigError                  root: the CLI prints its message, never a traceb
 ├── LoadError                   migration files rejected before any connection (exit 2)
 ├── TargetError                 a named tenant or version that does not exist (exit 2)
 ├── DriftError                  an applied migration whose file changed (exit 2)
+├── LintError                   a migration fails a safety check (exit 2)
 └── DatabaseUnavailable         the database cannot be reached (exit 2)
 
 Failures of single tenants are not exceptions: they are outcomes in the report and
@@ -54,6 +55,18 @@ class DriftError(TenantmigError):
     def __init__(self, message: str, drifted: dict[int, list[str]]) -> None:
         self.drifted = drifted
         super().__init__(message)
+
+
+class LintError(TenantmigError):
+    """Migrations failed safety checks that no ``tenantmig:allow`` accepts."""
+
+    def __init__(self, findings: list[object]) -> None:
+        self.findings = findings
+        lines = [str(f) for f in findings]
+        super().__init__(
+            "unsafe migration(s), nothing touched (accept a finding on purpose with "
+            "'-- tenantmig:allow RULE-ID reason' above the statement):\n" + "\n".join(lines)
+        )
 
 
 class DatabaseUnavailable(TenantmigError):

@@ -16,9 +16,25 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def render(template: str, schema: str) -> str:
-    """Replace ``{{schema}}`` with the quoted tenant schema."""
-    return template.replace(SCHEMA_PLACEHOLDER, quote_ident(schema))
+def render(template: str, schema: str, in_strings: frozenset[int] = frozenset()) -> str:
+    """Replace ``{{schema}}`` with the quoted tenant schema.
+
+    *in_strings* holds the offsets of placeholders that stand inside a single-quoted
+    string literal (``nextval('{{schema}}.seq')``): there the quote characters of the
+    name are doubled as well, so ``tenant_O'Brien`` cannot end the string.
+    """
+    quoted = quote_ident(schema)
+    if not in_strings:
+        return template.replace(SCHEMA_PLACEHOLDER, quoted)
+    literal = quoted.replace("'", "''")
+    parts = template.split(SCHEMA_PLACEHOLDER)
+    out = [parts[0]]
+    offset = len(parts[0])
+    for part in parts[1:]:
+        out.append(literal if offset in in_strings else quoted)
+        out.append(part)
+        offset += len(SCHEMA_PLACEHOLDER) + len(part)
+    return "".join(out)
 
 
 def placeholders(text: str) -> list[tuple[int, str]]:

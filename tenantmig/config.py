@@ -32,6 +32,7 @@ _KEYS = {
     "max_failures",
     "atomic_tenant",
     "log_format",
+    "shared_schemas",
 }
 
 
@@ -49,6 +50,7 @@ class Config:
     max_failures: int | None = None
     atomic_tenant: bool = False
     log_format: str = "console"
+    shared_schemas: tuple[str, ...] = ()
     source: str = "defaults"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -137,6 +139,9 @@ def load_config(
     from_file = source != "defaults" and overrides.get("migrations") is None
     if not migrations.is_absolute() and from_file:
         migrations = Path(source).parent / migrations
+    shared = settings.get("shared_schemas", ())
+    if isinstance(shared, str) or not all(isinstance(s, str) and s for s in shared):
+        raise ConfigError("shared_schemas must be a list of schema names")
     control_schema = str(settings.get("control_schema", "tenantmig"))
     if not control_schema:
         raise ConfigError("control_schema must not be empty")
@@ -151,5 +156,6 @@ def load_config(
         max_failures=None if max_failures is None else _int("max_failures", max_failures, 0),
         atomic_tenant=bool(settings.get("atomic_tenant", False)),
         log_format=log_format,
+        shared_schemas=tuple(shared),
         source=source,
     )

@@ -20,13 +20,20 @@ import asyncpg
 import structlog
 
 from . import control
-from ._exceptions import DatabaseUnavailable, DriftError, TargetError, TenantmigError
+from ._exceptions import (
+    DatabaseUnavailable,
+    DriftError,
+    LintError,
+    TargetError,
+    TenantmigError,
+)
 from ._sql import quote_ident, redact_dsn, scrub
 from .discovery import Targeting, discover, is_reserved
 from .durations import parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
 from .ledger import LedgerWriter
+from .lint import Finding, blocking, lint_migrations
 from .plan import Plan, TenantPlan, make_plan, plan_down
 from .report import Report, Status, TenantStatus
 from .source import MigrationSet, load_migrations
@@ -74,6 +81,8 @@ class Engine:
         on_outcome: OutcomeCallback | None = None,
         on_run_start: Callable[[int], None] | None = None,
         retry_wait: tuple[float, float] = (0.1, 5.0),
+        shared_schemas: Sequence[str] = (),
+        lint: bool = True,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise TypeError("give Engine either a dsn or a pool")
@@ -87,6 +96,9 @@ class Engine:
         )
         self.prefix = prefix
         self.control_schema = control_schema
+        self.shared_schemas = tuple(shared_schemas)
+        self.lint = lint
+        self._findings: list[Finding] | None = None
         self.options = ExecOptions(
             concurrency=concurrency,
             lock_timeout_ms=_ms(lock_timeout, 0),
@@ -168,6 +180,19 @@ class Engine:
         if target is not None and target != 0 and target not in self.migrations.by_version():
             raise TargetError(f"no migration has version {target}")
 
+    def check_safety(self) -> list[Finding]:
+        """Lint the migrations (once); raise :class:`LintError` on a finding no
+        ``tenantmig:allow`` accepts. Returns the accepted findings, for the record."""
+        if self._findings is None:
+            self._findings = (
+                lint_migrations(self.migrations, shared_schemas=self.shared_schemas)
+                if self.lint else []
+            )
+        unsafe = blocking(self._findings)
+        if unsafe:
+            raise LintError(list(unsafe))
+        return [f for f in self._findings if f.allowed is not None]
+
     async def plan(
         self,
         tenants: Iterable[str] | None = None,
@@ -176,7 +201,18 @@ class Engine:
         exclude: Iterable[str] = (),
         prefix: str | None = None,
     ) -> Plan:
-        """What :meth:`upgrade` would do; touches nothing."""
+        """What :meth:`upgrade` would do; touches nothing. Refuses unsafe migrations."""
+        self.check_safety()
+        return await self._plan(tenants, target=target, exclude=exclude, prefix=prefix)
+
+    async def _plan(
+        self,
+        tenants: Iterable[str] | None = None,
+        *,
+        target: int | None = None,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+    ) -> Plan:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         histories = await read_histories(await self.pool(), names,
@@ -191,7 +227,7 @@ class Engine:
         prefix: str | None = None,
     ) -> Status:
         """Versions across tenants, pending and drifted, and failures of the latest run."""
-        plan = await self.plan(tenants, exclude=exclude, prefix=prefix)
+        plan = await self._plan(tenants, exclude=exclude, prefix=prefix)
         pool = await self.pool()
         async with pool.acquire() as conn:
             last_run = await control.read_run(conn, self.control_schema, None)
@@ -259,6 +295,7 @@ class Engine:
     ) -> Report:
         """Apply undo migrations, newest first, until each tenant is at *target*."""
         t0 = time.perf_counter()
+        self.check_safety()
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         histories = await read_histories(await self.pool(), names,
@@ -275,6 +312,7 @@ class Engine:
 
     async def resume(self, run_id: str | None = None) -> Report:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
+        self.check_safety()
         pool = await self.pool()
         async with pool.acquire() as conn:
             run = await control.read_run(conn, self.control_schema, run_id)
@@ -342,6 +380,12 @@ class Engine:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
+        accepted = self.check_safety()
+        if accepted:
+            arguments = {**(arguments or {}), "allowed": [
+                {"file": f.path, "line": f.line, "rule": f.rule, "reason": f.allowed}
+                for f in accepted
+            ]}
         pool = await self.pool()
         async with pool.acquire() as conn:
             await control.ensure_control(conn, self.control_schema)

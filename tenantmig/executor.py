@@ -34,7 +34,7 @@ from tenacity import (
 )
 
 from . import history
-from ._sql import quote_ident, render
+from ._sql import quote_ident
 from .context import MigrationContext
 from .control import apply_function, tenant_lock_key
 from .durations import format_ms
@@ -497,8 +497,8 @@ class Executor:
             if step.python is not None:
                 await step.python(self._context(conn, tenant, migration, step, tenant_log))
             else:
-                for statement in step.statements:
-                    await conn.execute(step_render(statement, tenant))
+                for index in range(len(step.statements)):
+                    await conn.execute(step.render_statement(index, tenant))
             seconds = time.perf_counter() - t0
             async with conn.transaction():
                 await self._lock_and_prepare(conn, tenant, step)
@@ -531,10 +531,6 @@ class Executor:
             await conn.execute(
                 f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(tenant)}.{quote_ident(name)}"
             )
-
-
-def step_render(statement: str, tenant: str) -> str:
-    return render(statement, tenant)
 
 
 class _Connection:

@@ -65,11 +65,19 @@ class Step:
     allows: tuple[Allow, ...] = ()
     """Lint findings accepted on purpose, each with its line and reason."""
 
+    placeholders_in_strings: frozenset[int] = frozenset()
+    """Offsets of ``{{schema}}`` inside string literals (quotes doubled there too)."""
+
     def render(self, schema: str) -> str:
         """The SQL for one tenant."""
         if self.sql is None:
             raise TypeError("a Python step has no SQL")
-        return render(self.sql, schema)
+        return render(self.sql, schema, self.placeholders_in_strings)
+
+    def render_statement(self, index: int, schema: str) -> str:
+        """Statement *index* of a non-transactional step, for one tenant."""
+        statement = self.statements[index]
+        return render(statement, schema, _in_strings(statement))
 
 
 @dataclass(frozen=True)
@@ -322,7 +330,34 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         lock_timeout_ms=header.lock_timeout_ms,
         statement_timeout_ms=header.statement_timeout_ms,
         allows=tuple(allows),
+        placeholders_in_strings=_in_strings(text),
     )
+
+
+def _in_strings(text: str) -> frozenset[int]:
+    """Offsets of ``{{schema}}`` that fall inside single-quoted string constants."""
+    if SCHEMA_PLACEHOLDER not in text:
+        return frozenset()
+    try:
+        tokens = pglast.parser.scan(text)
+    except Exception:  # the server will report the syntax error
+        return frozenset()
+    # The scanner reports byte offsets; map them to character offsets.
+    encoded = text.encode("utf-8")
+    spans = [
+        (len(encoded[: t.start].decode("utf-8", "ignore")),
+         len(encoded[: t.end + 1].decode("utf-8", "ignore")))
+        for t in tokens
+        if t.name in ("SCONST", "USCONST")
+        and encoded[t.start : t.start + 1] != b"$"
+    ]
+    found = set()
+    start = text.find(SCHEMA_PLACEHOLDER)
+    while start != -1:
+        if any(lo <= start < hi for lo, hi in spans):
+            found.add(start)
+        start = text.find(SCHEMA_PLACEHOLDER, start + 1)
+    return frozenset(found)
 
 
 def _allow(path: Path, number: int, raw: str, problems: list[Problem]) -> Allow | None:

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--control-schema", metavar="NAME",
                         help="schema for runs and the ledger (tenantmig)")
     common.add_argument("--log-format", choices=("console", "json"))
+    common.add_argument("--shared-schema", action="append", default=[], metavar="NAME",
+                        help="a schema shared by all tenants (extensions, lookups) that "
+                        "migrations may reference (repeatable)")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log events on stderr (-v info, -vv debug)")
 
@@ -113,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
     ledger.add_argument("--json", action="store_true")
 
+    lint = sub.add_parser("lint", parents=[common],
+                          help="static safety checks of the migration files (no database)")
+    lint.add_argument("--fix", action="store_true",
+                      help="add missing {{schema}}. qualifiers to the SQL files (changes their "
+                      "checksums: only for migrations not applied anywhere yet)")
+    lint.add_argument("--list", action="store_true", help="list the rules")
+    lint.add_argument("--json", action="store_true")
+
     demo = sub.add_parser("demo", parents=[common],
                           help="migrate sample tenants in a throwaway local PostgreSQL")
     demo.add_argument("--tenants", type=int, default=300, metavar="N")
@@ -133,6 +144,7 @@ def _config(args: argparse.Namespace) -> Config:
             "retries": getattr(args, "retries", None),
             "max_failures": getattr(args, "max_failures", None),
             "atomic_tenant": getattr(args, "atomic_tenant", None),
+            "shared_schemas": args.shared_schema or None,
         },
         config_file=args.config,
     )
@@ -169,6 +181,7 @@ class _Session:
             max_failures=self.config.max_failures,
             on_outcome=self._on_outcome,
             on_run_start=self._on_run_start,
+            shared_schemas=self.config.shared_schemas,
         )
         self.engines.append(engine)
         return engine
@@ -389,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._demo import run_demo
 
             return run_demo(args, config)
+        if args.command == "lint":
+            from ._lint import run_lint
+
+            return run_lint(args, config)
         if not config.dsns:
             raise TenantmigError("no database: give --dsn, set TENANTMIG_DSN, or put dsn in "
                                  "tenantmig.toml")

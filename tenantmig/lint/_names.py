@@ -13,25 +13,25 @@ from ._common import strings, walk
 
 BUILTIN_TYPES = frozenset(
     """
-    bool boolean bytea char name int2 int4 int8 int2vector oid oidvector tid xid xid8 cid text
-    json jsonb jsonpath xml point lseg path box polygon line circle float4 float8 money macaddr
-    macaddr8 inet cidr aclitem bpchar varchar date time timetz timestamp timestamptz interval bit
-    varbit numeric refcursor regproc regprocedure regoper regoperator regclass regcollation
-    regtype regrole regnamespace regconfig regdictionary uuid pg_lsn tsvector gtsvector tsquery
-    txid_snapshot pg_snapshot int4range int8range numrange tsrange tstzrange daterange
-    int4multirange int8multirange nummultirange tsmultirange tstzmultirange datemultirange
-    record cstring any anyarray anyelement anynonarray anyenum anyrange anymultirange
-    anycompatible anycompatiblearray anycompatiblenonarray anycompatiblerange
-    anycompatiblemultirange void trigger event_trigger language_handler internal fdw_handler
-    index_am_handler table_am_handler tsm_handler pg_node_tree pg_ndistinct pg_dependencies
-    pg_mcv_list pg_ddl_command unknown
-    serial serial2 serial4 serial8 smallserial bigserial
-    int integer smallint bigint real float decimal character
-    """.split()
+     bool boolean bytea char name int2 int4 int8 int2vector oid oidvector tid xid xid8 cid text
+     json jsonb jsonpath xml point lseg path box polygon line circle float4 float8 money macaddr
+     macaddr8 inet cidr aclitem bpchar varchar date time timetz timestamp timestamptz interval
+     bit varbit numeric refcursor regproc regprocedure regoper regoperator regclass regcollation
+     regtype regrole regnamespace regconfig regdictionary uuid pg_lsn tsvector gtsvector tsquery
+     txid_snapshot pg_snapshot int4range int8range numrange tsrange tstzrange daterange
+     int4multirange int8multirange nummultirange tsmultirange tstzmultirange datemultirange
+     record cstring any anyarray anyelement anynonarray anyenum anyrange anymultirange
+     anycompatible anycompatiblearray anycompatiblenonarray anycompatiblerange
+     anycompatiblemultirange void trigger event_trigger language_handler internal fdw_handler
+     index_am_handler table_am_handler tsm_handler pg_node_tree pg_ndistinct pg_dependencies
+     pg_mcv_list pg_ddl_command unknown serial serial2 serial4 serial8 smallserial bigserial int
+     integer smallint bigint real float decimal character
+    """.split()  # noqa: SIM905 (a word list reads better than 120 quoted strings)
 )
 """Type names from ``pg_catalog`` that may stay unqualified (keywords such as ``varchar`` or
 ``integer`` already come out of the parser as ``pg_catalog.*``)."""
 
+_SEQUENCE_FUNCTIONS = frozenset({"nextval", "currval", "setval"})
 SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
 
 _RELATION_KINDS = {
@@ -103,7 +103,27 @@ def references(stmt: ast.Node) -> Iterator[NameRef]:
             parts = tuple(strings(node.funcname))
             if len(parts) >= 2:
                 yield NameRef("function", parts, node.location)
+            if parts and parts[-1] in _SEQUENCE_FUNCTIONS and node.args:
+                ref = _sequence_argument(node.args[0], node.location)
+                if ref is not None:
+                    yield ref
     yield from _statement_names(stmt)
+
+
+def _sequence_argument(arg: Any, location: int | None) -> NameRef | None:
+    """The sequence named by the string in ``nextval('name')`` (resolved via search_path)."""
+    if isinstance(arg, ast.TypeCast):
+        arg = arg.arg
+    if not (isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String)):
+        return None
+    text = arg.val.sval or ""
+    schema, dot, name = text.rpartition(".")
+    if not name:
+        return None
+    if dot:
+        schema = schema.strip('"') if schema.startswith('"') else schema.lower()
+        return NameRef("sequence", (schema, name), location)
+    return NameRef("sequence", (name,), location)
 
 
 def _type_ref(node: ast.TypeName) -> NameRef | None:
@@ -130,11 +150,15 @@ def _relation_kinds(stmt: ast.Node) -> dict[int, str]:
         if objtype in _RELATION_KINDS and objtype is not ObjectType.OBJECT_TABLE:
             found[id(node.relation)] = _RELATION_KINDS[objtype]
     elif isinstance(node, ast.ReindexStmt) and node.relation is not None:
-        found[id(node.relation)] = "index" if node.kind is not None and "INDEX" in node.kind.name \
-            else "table"
-    elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
-        if node.objtype is ObjectType.OBJECT_MATVIEW and node.into.rel is not None:
-            found[id(node.into.rel)] = "materialized view"
+        index = node.kind is not None and "INDEX" in node.kind.name
+        found[id(node.relation)] = "index" if index else "table"
+    elif (
+        isinstance(node, ast.CreateTableAsStmt)
+        and node.into is not None
+        and node.into.rel is not None
+        and node.objtype is ObjectType.OBJECT_MATVIEW
+    ):
+        found[id(node.into.rel)] = "materialized view"
     return found
 
 
