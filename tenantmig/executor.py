@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -280,45 +281,67 @@ class Executor:
         """Apply one unit with retries:
         (attempts, versions done, final error or None, version being applied)."""
         attempts = 0
-        version = unit.migrations[0].version
-        at = [version]
+        at = [unit.migrations[0].version]
+
+        async def attempt() -> list[int]:
+            nonlocal attempts
+            attempts += 1
+            conn = await box.get()
+            try:
+                return await self._unit(conn, tenant, unit, tenant_log, at)
+            except Exception:
+                if await _is_closed(conn):
+                    await box.discard()
+                raise
+
+        def warn(exc: BaseException, attempt_number: int, wait: float) -> None:
+            tenant_log.warning(
+                "transient error, retrying",
+                version=at[0],
+                attempt=attempt_number,
+                sqlstate=getattr(exc, "sqlstate", None),
+                error=_message(exc),
+                wait=round(wait, 3),
+            )
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            tenant_log.warning(
-                "transient error, retrying",
-                version=version,
-                attempt=state.attempt_number,
-                sqlstate=getattr(exc, "sqlstate", None),
-                error=_message(exc) if exc else None,
-                wait=round(state.upcoming_sleep, 3),
-            )
+            if exc is not None:
+                warn(exc, state.attempt_number + 1, state.upcoming_sleep)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            stop=self._stop_retrying,
-            wait=wait_random_exponential(
-                multiplier=self._options.retry_initial_wait, max=self._options.retry_max_wait
-            ),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    conn = await box.get()
-                    try:
-                        done = await self._unit(conn, tenant, unit, tenant_log, at)
-                    except Exception:
-                        if await _is_closed(conn):
-                            await box.discard()
-                        raise
+            # The first attempt runs bare: the retry machinery costs more than the
+            # bookkeeping it protects, and almost every migration succeeds first time.
+            try:
+                done = await attempt()
+                return attempts, done, None, at[0]
+            except Exception as exc:
+                if not is_transient(exc) or not self._may_retry(exc):
+                    raise
+                wait = random.uniform(0, self._options.retry_initial_wait)
+                warn(exc, 1, wait)
+                await anyio.sleep(wait)
+            retrying = AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                stop=self._stop_retrying,
+                wait=wait_random_exponential(
+                    multiplier=self._options.retry_initial_wait,
+                    max=self._options.retry_max_wait,
+                ),
+                before_sleep=before_sleep,
+                reraise=True,
+            )
+            async for retry in retrying:
+                with retry:
+                    done = await attempt()
         except Exception as exc:
             if getattr(exc, "sqlstate", None) == "55P03":
                 exc = _LockTimeout(exc, await self._blockers(box, tenant))
             return attempts, [], exc, at[0]
         return attempts, done, None, at[0]
+
+    def _may_retry(self, exc: BaseException) -> bool:
+        return self._options.retries > 0 or is_connection_loss(exc)
 
     async def _blockers(self, box: _Connection, tenant: str) -> str:
         """Who holds locks in the tenant's schema now: pid, state and query."""
@@ -334,9 +357,10 @@ class Executor:
         )
 
     def _stop_retrying(self, state: RetryCallState) -> bool:
-        """``--retries`` attempts; for a lost server, also keep trying for
-        ``reconnect_window`` seconds, so a restart or failover does not fail the run."""
-        if state.attempt_number > self._options.retries:
+        """``--retries`` retries after the first attempt; for a lost server, also keep
+        trying for ``reconnect_window`` seconds, so a restart or failover does not fail
+        the run."""
+        if state.attempt_number >= self._options.retries:
             exc = state.outcome.exception() if state.outcome else None
             if exc is None or not is_connection_loss(exc):
                 return True

@@ -31,6 +31,9 @@ _KNOWN_DIRECTIVES = ("no-transaction", "lock-timeout", "statement-timeout")
 
 PythonStep = Callable[[Any], Awaitable[None]]
 
+DESCRIPTION_MAX = 200
+"""Longest description kept (from the file name), the width of the history column."""
+
 
 class Kind(Enum):
     """How a migration is written."""
@@ -210,7 +213,7 @@ def _load_one(
     if data is None:
         return None
     digest = checksum(data)
-    description = description.replace("_", " ")
+    description = description.replace("_", " ")[:DESCRIPTION_MAX]
     before = len(problems)
     if path.suffix == ".sql":
         step = _load_sql(path, data, problems)
