@@ -25,6 +25,7 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
 APPLY_FUNCTION = "apply_v1"
+APPLY_EACH_PROCEDURE = "apply_each_v1"
 
 _CONTROL_LOCK_NAMESPACE = b"tenantmig:control:"
 _TENANT_LOCK_NAMESPACE = b"tenantmig:tenant:"
@@ -107,6 +108,73 @@ $tenantmig$
 """
 
 
+def apply_each_procedure(control_schema: str) -> str:
+    return f"{quote_ident(control_schema)}.{APPLY_EACH_PROCEDURE}"
+
+
+def _apply_each_procedure_sql(control_schema: str) -> str:
+    """A procedure applying a tenant's migrations each in its own transaction (it COMMITs
+    after each), so a tenant's whole run is one round trip. Per migration it takes the
+    tenant lock afresh and re-reads the history under it. When another runner holds the
+    tenant it stops early: ``p_next`` says where to go on from."""
+    history = HISTORY_TABLE
+    return f"""
+CREATE OR REPLACE PROCEDURE {apply_each_procedure(control_schema)}(
+    p_schema text,
+    p_lock bigint,
+    p_run_id text,
+    p_lock_timeouts text[],
+    p_versions bigint[],
+    p_descriptions text[],
+    p_checksums text[],
+    p_sqls text[],
+    p_undo boolean,
+    INOUT p_done bigint[] DEFAULT NULL,
+    INOUT p_next integer DEFAULT NULL
+)
+LANGUAGE plpgsql AS $tenantmig$
+DECLARE
+    v_started timestamptz;
+    v_done boolean;
+BEGIN
+    p_done := '{{}}';
+    p_next := 1;
+    WHILE p_next <= coalesce(pg_catalog.array_length(p_versions, 1), 0) LOOP
+        IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
+            RETURN;
+        END IF;
+        PERFORM pg_catalog.set_config('search_path', '', true);
+        PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[p_next], true);
+        IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
+            EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
+        END IF;
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || p_schema
+            || '.{history} WHERE version = $1)' INTO v_done USING p_versions[p_next];
+        IF v_done = p_undo THEN
+            v_started := pg_catalog.clock_timestamp();
+            EXECUTE p_sqls[p_next];
+            IF p_undo THEN
+                EXECUTE 'DELETE FROM ' || p_schema || '.{history} WHERE version = $1'
+                USING p_versions[p_next];
+            ELSE
+                EXECUTE 'INSERT INTO ' || p_schema || '.{history} '
+                    || '(version, description, checksum, applied_at, duration_ms, run_id) '
+                    || 'VALUES ($1, $2, $3, now(), $4, $5)'
+                USING p_versions[p_next], p_descriptions[p_next], p_checksums[p_next],
+                    (extract(epoch FROM pg_catalog.clock_timestamp() - v_started)
+                        * 1000)::integer,
+                    p_run_id;
+            END IF;
+            p_done := p_done || p_versions[p_next];
+        END IF;
+        p_next := p_next + 1;
+        COMMIT;
+    END LOOP;
+END
+$tenantmig$
+"""
+
+
 def _control_ddl(control_schema: str) -> list[str]:
     ctl = quote_ident(control_schema)
     return [
@@ -141,6 +209,7 @@ def _control_ddl(control_schema: str) -> list[str]:
         )""",
         f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {ctl}.runs (started_at)",
         _apply_function_sql(control_schema),
+        _apply_each_procedure_sql(control_schema),
     ]
 
 
@@ -149,6 +218,10 @@ SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = $1 AND p.proname = $2
+) AND EXISTS (
+    SELECT 1 FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = $1 AND p.proname = $3
 ) AND EXISTS (
     SELECT 1 FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -163,7 +236,8 @@ async def control_exists(conn: Any, control_schema: str) -> bool:
     A query on the catalogs, not ``to_regprocedure``: its MVCC snapshot sees what another
     runner committed while we waited for the control lock; the catalog caches may not.
     """
-    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_FUNCTION))
+    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_FUNCTION,
+                                    APPLY_EACH_PROCEDURE))
 
 
 async def ensure_control(conn: Any, control_schema: str) -> None:

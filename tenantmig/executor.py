@@ -37,7 +37,7 @@ from tenacity import (
 from . import history
 from ._sql import quote_ident
 from .context import MigrationContext
-from .control import apply_function, tenant_lock_key
+from .control import apply_each_procedure, apply_function, tenant_lock_key
 from .durations import format_ms
 from .plan import TenantPlan
 from .source import Migration, Step
@@ -108,10 +108,20 @@ class TenantOutcome:
 
 @dataclass
 class _Unit:
-    """Migrations applied in one transaction (or one non-transactional migration)."""
+    """What one call applies: migrations in one transaction (``atomic``), SQL migrations
+    each in its own transaction in one round trip (``each``), or one migration alone."""
 
-    transactional: bool
+    kind: str
+    """``single``, ``atomic`` or ``each``."""
     migrations: list[Migration] = field(default_factory=list)
+
+
+@dataclass
+class _Progress:
+    """How far a unit got: the version being applied and the versions committed."""
+
+    version: int
+    done: list[int] = field(default_factory=list)
 
 
 def _units(pending: Sequence[Migration], atomic: bool, direction: str) -> list[_Unit]:
@@ -119,10 +129,21 @@ def _units(pending: Sequence[Migration], atomic: bool, direction: str) -> list[_
     for m in pending:
         step = m.up if direction == "up" else m.down
         transactional = step.transactional if step is not None else True
-        if atomic and transactional and units and units[-1].transactional:
-            units[-1].migrations.append(m)
+        sql = step is not None and step.sql is not None
+        plain = transactional and sql and step is not None and step.statement_timeout_ms is None
+        last = units[-1] if units else None
+        if atomic and transactional:
+            if last is not None and last.kind == "atomic":
+                last.migrations.append(m)
+            else:
+                units.append(_Unit("atomic", [m]))
+        elif not atomic and plain:
+            if last is not None and last.kind == "each":
+                last.migrations.append(m)
+            else:
+                units.append(_Unit("each", [m]))
         else:
-            units.append(_Unit(transactional, [m]))
+            units.append(_Unit("single", [m]))
     return units
 
 
@@ -165,6 +186,11 @@ class Executor:
         self._failures = 0
         self._apply = (
             f"SELECT {apply_function(options.control_schema)}"
+            "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
+            "$8::text[], $9::boolean)"
+        )
+        self._apply_each_call = (
+            f"CALL {apply_each_procedure(options.control_schema)}"
             "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
             "$8::text[], $9::boolean)"
         )
@@ -230,19 +256,23 @@ class Executor:
                         plan.tenant, "pending", plan.current, reached, target,
                         applied=tuple(applied), attempts=attempts, started_at=started_at,
                     )
-                tries, done, error, at = await self._unit_with_retries(plan.tenant, unit, box,
-                                                                       tenant_log)
+                progress = _Progress(unit.migrations[0].version)
+                tries, error = await self._unit_with_retries(plan.tenant, unit, box,
+                                                             tenant_log, progress)
                 attempts += tries
-                if error is not None:
-                    failure = (at, error)
-                    break
-                applied.extend(done)
-                for m in unit.migrations:
+                applied.extend(progress.done)
+                finished = progress.done if error is not None else [
+                    m.version for m in unit.migrations
+                ]
+                for version in finished:
                     if self._direction == "up":
-                        remaining.add(m.version)
+                        remaining.add(version)
                     else:
-                        remaining.discard(m.version)
+                        remaining.discard(version)
                 reached = max(remaining) if remaining else None
+                if error is not None:
+                    failure = (progress.version, error)
+                    break
         except anyio.get_cancelled_exc_class():
             # Cancelled (second signal): record how far the tenant got; it stays pending.
             partial = self._partial.pop(plan.tenant, None)
@@ -276,19 +306,18 @@ class Executor:
         )
 
     async def _unit_with_retries(
-        self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any
-    ) -> tuple[int, list[int], BaseException | None, int]:
-        """Apply one unit with retries:
-        (attempts, versions done, final error or None, version being applied)."""
+        self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any, progress: _Progress
+    ) -> tuple[int, BaseException | None]:
+        """Apply one unit with retries: (attempts, final error or None); *progress* says
+        which versions were committed and which one was being applied."""
         attempts = 0
-        at = [unit.migrations[0].version]
 
-        async def attempt() -> list[int]:
+        async def attempt() -> None:
             nonlocal attempts
             attempts += 1
             conn = await box.get()
             try:
-                return await self._unit(conn, tenant, unit, tenant_log, at)
+                await self._unit(conn, tenant, unit, tenant_log, progress)
             except Exception:
                 if await _is_closed(conn):
                     await box.discard()
@@ -297,7 +326,7 @@ class Executor:
         def warn(exc: BaseException, attempt_number: int, wait: float) -> None:
             tenant_log.warning(
                 "transient error, retrying",
-                version=at[0],
+                version=progress.version,
                 attempt=attempt_number,
                 sqlstate=getattr(exc, "sqlstate", None),
                 error=_message(exc),
@@ -313,8 +342,8 @@ class Executor:
             # The first attempt runs bare: the retry machinery costs more than the
             # bookkeeping it protects, and almost every migration succeeds first time.
             try:
-                done = await attempt()
-                return attempts, done, None, at[0]
+                await attempt()
+                return attempts, None
             except Exception as exc:
                 if not is_transient(exc) or not self._may_retry(exc):
                     raise
@@ -333,12 +362,12 @@ class Executor:
             )
             async for retry in retrying:
                 with retry:
-                    done = await attempt()
+                    await attempt()
         except Exception as exc:
             if getattr(exc, "sqlstate", None) == "55P03":
                 exc = _LockTimeout(exc, await self._blockers(box, tenant))
-            return attempts, [], exc, at[0]
-        return attempts, done, None, at[0]
+            return attempts, exc
+        return attempts, None
 
     def _may_retry(self, exc: BaseException) -> bool:
         return self._options.retries > 0 or is_connection_loss(exc)
@@ -368,35 +397,106 @@ class Executor:
         return False
 
     async def _unit(
-        self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any, at: list[int]
-    ) -> list[int]:
-        """Apply one unit; ``at[0]`` follows the version being applied, for errors."""
+        self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any, progress: _Progress
+    ) -> None:
+        """Apply one unit, recording in *progress* what committed."""
         undo = self._direction == "down"
         steps = [(m, self._step(m)) for m in unit.migrations]
-        if not unit.transactional:
-            ((migration, step),) = steps
-            if await self._non_transactional(conn, tenant, migration, step, tenant_log):
-                return [migration.version]
-            return []
+        if unit.kind == "each":
+            await self._apply_each(conn, tenant, steps, undo, progress)
+            return
+        ((first, first_step), *_) = steps
+        if not first_step.transactional:
+            progress.version = first.version
+            if await self._non_transactional(conn, tenant, first, first_step, tenant_log):
+                progress.done.append(first.version)
+            return
         statement_timeouts = [s.statement_timeout_ms for _, s in steps
                               if s.statement_timeout_ms is not None]
-        if len(steps) == 1 and steps[0][1].sql is not None and not statement_timeouts:
-            return await self._apply_sql(conn, tenant, steps, undo)
+        done: list[int] = []
         async with conn.transaction():
             if statement_timeouts:
                 await conn.execute(
                     "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
                     format_ms(max(statement_timeouts)),
                 )
-            done: list[int] = []
             for migration, step in steps:
-                at[0] = migration.version
+                progress.version = migration.version
                 if step.sql is not None:
                     done.extend(await self._apply_sql(conn, tenant, [(migration, step)], undo))
                 elif await self._python_in_transaction(conn, tenant, migration, step,
                                                        tenant_log):
                     done.append(migration.version)
-            return done
+        progress.done.extend(done)
+
+    async def _apply_each(
+        self,
+        conn: Any,
+        tenant: str,
+        steps: Sequence[tuple[Migration, Step]],
+        undo: bool,
+        progress: _Progress,
+    ) -> None:
+        """SQL migrations each in its own transaction, all in one round trip (the apply
+        procedure COMMITs after each). It stops early while another runner holds the
+        tenant: wait, then go on from where it stopped."""
+        todo = list(steps)
+        wait = _LOCK_POLL_FIRST
+        while todo:
+            progress.version = todo[0][0].version
+            try:
+                row = await conn.fetchrow(
+                    self._apply_each_call,
+                    quote_ident(tenant),
+                    tenant_lock_key(tenant),
+                    self._run_id,
+                    [self._lock_timeout(s) for _, s in todo],
+                    [m.version for m, _ in todo],
+                    [m.description for m, _ in todo],
+                    [m.checksum for m, _ in todo],
+                    [s.render(tenant) for _, s in todo],
+                    undo,
+                )
+            except Exception:
+                await self._settle(conn, tenant, todo, undo, progress)
+                raise
+            progress.done.extend(row["p_done"])
+            todo = todo[row["p_next"] - 1 :]
+            if todo:
+                await anyio.sleep(wait)
+                wait = min(wait * 2, _LOCK_POLL_MAX)
+
+    async def _settle(
+        self,
+        conn: Any,
+        tenant: str,
+        todo: Sequence[tuple[Migration, Step]],
+        undo: bool,
+        progress: _Progress,
+    ) -> None:
+        """After a failed call: which of *todo* committed before the error, and which
+        version failed (the first one not done)."""
+        try:
+            if await _is_closed(conn):
+                return
+            present = set(await conn.fetchval(
+                f"SELECT coalesce(array_agg(version), '{{}}') FROM {history.table(tenant)} "
+                "WHERE version = ANY($1::bigint[])",
+                [m.version for m, _ in todo],
+            ) if await self._has_history(conn, tenant) else [])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return
+        for migration, _ in todo:
+            if (migration.version in present) != undo:
+                if migration.version not in progress.done:
+                    progress.done.append(migration.version)
+            else:
+                progress.version = migration.version
+                return
+
+    async def _has_history(self, conn: Any, tenant: str) -> bool:
+        return bool(await conn.fetchval("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                                        history.table(tenant)))
 
     def _step(self, migration: Migration) -> Step:
         if self._direction == "up":
@@ -442,10 +542,7 @@ class Executor:
         await self._call_apply(conn, tenant, [self._lock_timeout(step)], [], [], [], [], False)
 
     async def _is_applied(self, conn: Any, tenant: str, version: int) -> bool:
-        exists = await conn.fetchval(
-            "SELECT pg_catalog.to_regclass($1) IS NOT NULL", history.table(tenant)
-        )
-        if not exists:
+        if not await self._has_history(conn, tenant):
             return False
         return bool(await conn.fetchval(
             f"SELECT EXISTS (SELECT 1 FROM {history.table(tenant)} WHERE version = $1)",

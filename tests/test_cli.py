@@ -33,10 +33,13 @@ V2 = "V2__qty_positive.sql"
 U2 = "U2__qty_positive.sql"
 BASIC = {
     V1: "CREATE TABLE {{schema}}.items (id int PRIMARY KEY, qty int NOT NULL);\n",
-    V2: "ALTER TABLE {{schema}}.items ADD CONSTRAINT items_qty_positive CHECK (qty > 0);\n",
+    # The failure tests insert qty <= 0 for some tenants and need V2's validating scan to
+    # reject them (23514), so the CHECK is added without NOT VALID on purpose.
+    V2: "-- tenantmig:allow constraint-not-valid test: the scan must fail (23514) on tenants "
+        "with bad rows\n"
+        "ALTER TABLE {{schema}}.items ADD CONSTRAINT items_qty_positive CHECK (qty > 0);\n",
     U2: "ALTER TABLE {{schema}}.items DROP CONSTRAINT items_qty_positive;\n",
 }
-
 
 
 # --- running the command ----------------------------------------------------------------
@@ -697,6 +700,55 @@ async def test_drift_is_exit_2_naming_file_and_tenant(dsn: str, project: Path,
     assert r.returncode == 2, show(r)
     assert_no_traceback(r)
     assert V1 in r.stderr and "tenant_a" in r.stderr
+
+
+# --- safety checks (lint) before anything runs --------------------------------------------
+
+CHECK_QTY = "ALTER TABLE {{schema}}.items ADD CONSTRAINT items_qty_positive CHECK (qty > 0);\n"
+ALLOW_REASON = "test: tenants hold few rows, the scan is short"
+UNSAFE_CHECK = "-- quantities must be positive\n" + CHECK_QTY
+ALLOWED_CHECK = f"-- tenantmig:allow constraint-not-valid {ALLOW_REASON}\n" + CHECK_QTY
+
+
+async def test_unsafe_migration_is_refused_unless_allowed(dsn: str, tmp_path: Path,
+                                                          make_migrations: Any,
+                                                          tenants: list[str]) -> None:
+    make_migrations({V1: BASIC[V1], V2: UNSAFE_CHECK}, subdir="unsafe")
+    make_migrations({V1: BASIC[V1], V2: ALLOWED_CHECK}, subdir="allowed")
+
+    # a CHECK without NOT VALID on a table V1 created: refused, nothing touched
+    r = tm("up", "--dsn", dsn, "--migrations", "unsafe", cwd=tmp_path)
+    assert r.returncode == 2, show(r)
+    assert_no_traceback(r)
+    assert f"unsafe/{V2}:2 constraint-not-valid" in r.stderr, show(r)
+    assert "nothing touched" in r.stderr, show(r)
+    await assert_untouched(dsn, TENANTS + DECOYS)
+    assert await schemas(dsn) == {*TENANTS, *DECOYS}  # no control schema either
+
+    # the same statement, accepted on purpose: runs, and the reason is kept with the run
+    r = tm("up", "--dsn", dsn, "--migrations", "allowed", cwd=tmp_path)
+    assert r.returncode == 0, show(r)
+    assert "3 migrated, 0 failed" in r.stdout, show(r)
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2]
+        assert await has_constraint(dsn, t, "items_qty_positive")
+    run = await latest_run(dsn)
+    assert run["run_id"] == run_id_of(r.stdout)
+    (row,) = await fetch(dsn, "SELECT arguments::text FROM tenantmig.runs WHERE run_id = $1",
+                         run["run_id"])
+    allowed = json.loads(row[0])["allowed"]
+    assert [(a["rule"], a["line"], a["reason"]) for a in allowed] == [
+        ("constraint-not-valid", 2, ALLOW_REASON)
+    ], allowed
+    assert allowed[0]["file"].endswith(V2)
+
+    # `tenantmig lint` agrees, without a database
+    r = tm("lint", "--migrations", "unsafe", cwd=tmp_path)
+    assert r.returncode == 2, show(r)
+    assert f"unsafe/{V2}:2 constraint-not-valid" in r.stdout + r.stderr, show(r)
+    r = tm("lint", "--migrations", "allowed", cwd=tmp_path)
+    assert r.returncode == 0, show(r)
+    assert_no_traceback(r)
 
 
 # --- plan, dry run, status --------------------------------------------------------------

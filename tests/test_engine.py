@@ -554,6 +554,7 @@ async def test_sql_forgetting_schema_fails_and_leaks_nothing(
         "V1__ok.sql": "CREATE TABLE {{schema}}.ok1 (id int);\n",
         "V2__leaky.sql": """\
             CREATE TABLE {{schema}}.ok2 (id int);
+            -- tenantmig:allow unqualified-name test: the empty search_path must reject it
             CREATE TABLE leak (id int);
             """,
     })
@@ -579,6 +580,25 @@ async def test_sql_forgetting_schema_fails_and_leaks_nothing(
     assert {r["sqlstate"] for r in rows.values()} == {"3F000"}
     (run,) = await runs(dsn)
     assert run["status"] == "failed"
+
+
+async def test_unsafe_migration_raises_lint_error_before_anything(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__things.sql": "CREATE TABLE {{schema}}.things (id int, n int);\n",
+        "V2__check.sql": "ALTER TABLE {{schema}}.things ADD CONSTRAINT things_n_positive "
+                         "CHECK (n > 0);\n",
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(tenantmig.LintError) as caught:
+            await engine.upgrade()
+    assert "V2__check.sql:1 constraint-not-valid" in str(caught.value)
+    for t in ("tenant_a", "tenant_b"):
+        assert await relations(dsn, t) == set()
+    assert await schemas(dsn) == {"tenant_a", "tenant_b"}  # no control schema
+    assert await runs(dsn) == []
 
 
 @pytest.mark.parametrize("transactional", [True, False])
@@ -612,6 +632,7 @@ DATA_MIGRATIONS = {
         INSERT INTO {{schema}}.things (n) VALUES (1), (2);
         """,
     "V2__check.sql": """\
+        -- tenantmig:allow constraint-not-valid test: the scan must fail (23514) on bad rows
         ALTER TABLE {{schema}}.things ADD CONSTRAINT things_n_positive CHECK (n > 0);
         """,
     "V3__more.sql": "CREATE TABLE {{schema}}.more (id int);\n",
@@ -1093,7 +1114,8 @@ async def test_engine_with_dsn_closes_its_pool(dsn: str, make_migrations: MakeMi
 REVERSIBLE = {
     "V1__base.sql": "CREATE TABLE {{schema}}.base (id int, c int);\n",
     "V2__column.sql": "ALTER TABLE {{schema}}.base ADD COLUMN extra int;\n",
-    "U2__column.sql": "ALTER TABLE {{schema}}.base DROP COLUMN extra;\n",
+    "U2__column.sql": "-- tenantmig:allow drop-column test: the undo drops V2's column\n"
+                      "ALTER TABLE {{schema}}.base DROP COLUMN extra;\n",
     # The view depends on V2's column: U2 only works after U3 (no CASCADE).
     "V3__view.sql": "CREATE VIEW {{schema}}.base_view AS SELECT id, extra FROM {{schema}}.base;\n",
     "U3__view.sql": "DROP VIEW {{schema}}.base_view;\n",
@@ -1157,7 +1179,10 @@ async def test_downgrade_transactional_undo_of_non_transactional_migration(
             -- tenantmig:no-transaction
             CREATE INDEX CONCURRENTLY base_id_idx ON {{schema}}.base (id);
             """,
-        "U2__index.sql": "DROP INDEX {{schema}}.base_id_idx;\n",
+        "U2__index.sql": """\
+            -- tenantmig:allow drop-index-not-concurrent test: a transactional undo (plain DROP)
+            DROP INDEX {{schema}}.base_id_idx;
+            """,
     })
     await create_tenants(dsn, ["tenant_a"])
     async with Engine(dsn, migrations=folder) as engine:
@@ -1173,7 +1198,10 @@ async def test_downgrade_non_transactional_undo_of_transactional_migration(
         dsn: str, make_migrations: MakeMigrations) -> None:
     folder = make_migrations({
         "V1__base.sql": "CREATE TABLE {{schema}}.base (id int);\n",
-        "V2__index.sql": "CREATE INDEX base_id_idx ON {{schema}}.base (id);\n",
+        "V2__index.sql": """\
+            -- tenantmig:allow index-not-concurrent test: a transactional migration (plain CREATE)
+            CREATE INDEX base_id_idx ON {{schema}}.base (id);
+            """,
         "U2__index.sql": """\
             -- tenantmig:no-transaction
             DROP INDEX CONCURRENTLY IF EXISTS {{schema}}.base_id_idx;
