@@ -28,6 +28,7 @@ class MigrationContext:
         transactional: bool,
         lock_timeout_ms: int,
         log: Any,
+        control_schema: str = "tenantmig",
     ) -> None:
         self.conn = conn
         self.schema = schema
@@ -37,6 +38,7 @@ class MigrationContext:
         self.transactional = transactional
         self.lock_timeout_ms = lock_timeout_ms
         self.log: structlog.stdlib.BoundLogger = log
+        self._backfills = f"{quote_ident(control_schema)}.backfills"
 
     def sql(self, text: str) -> str:
         """*text* with ``{{schema}}`` replaced."""
@@ -64,12 +66,19 @@ class MigrationContext:
         key: str = "id",
         batch_size: int = 1000,
         pause: float = 0.0,
+        name: str | None = None,
     ) -> int:
         """Update *table* in keyset batches over its integer *key*, each batch committed
         on its own, pausing *pause* seconds between batches; returns the rows updated.
 
         Only in a non-transactional migration (``transactional = False``): in one
         transaction, batches would hold every row lock to the end.
+
+        Resumable: each batch records the last key it covered in the control schema's
+        ``backfills`` table, in the batch's own transaction, so after a crash the next
+        attempt goes on from there without redoing finished batches. The record is
+        removed when the backfill completes. Give *name* to run two backfills of the
+        same table in one migration.
         """
         if self.transactional:
             raise RuntimeError(
@@ -86,10 +95,26 @@ class MigrationContext:
             f"UPDATE {relation} SET {self.sql(set_sql)} "
             f"WHERE {column} > $1 AND {column} <= $2{condition}"
         )
-        first = f"SELECT min({column}) - 1 FROM {relation}"
-        lower = await self.conn.fetchval(first)
-        total = 0
-        batches = 0
+        label = name or table
+        saved = await self.conn.fetchrow(
+            f"SELECT last_key, rows, batches FROM {self._backfills} "
+            "WHERE tenant = $1 AND version = $2 AND name = $3",
+            self.schema, self.version, label,
+        )
+        if saved is not None:
+            lower = saved["last_key"]
+            total: int = int(saved["rows"])
+            batches: int = int(saved["batches"])
+            self.log.info("backfill resumed", table=table, after=lower, rows=total)
+        else:
+            lower = await self.conn.fetchval(f"SELECT min({column}) - 1 FROM {relation}")
+            total, batches = 0, 0
+        record = (
+            f"INSERT INTO {self._backfills} AS b (tenant, version, name, last_key, rows, "
+            "batches) VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (tenant, version, name) "
+            "DO UPDATE SET last_key = EXCLUDED.last_key, rows = b.rows + EXCLUDED.rows, "
+            "batches = b.batches + 1, updated_at = now()"
+        )
         while lower is not None:
             async with self.conn.transaction():
                 await self.conn.execute(
@@ -100,12 +125,18 @@ class MigrationContext:
                 if upper is None:
                     break
                 status = await self.conn.execute(update, lower, upper)
-            updated = int(status.rsplit(" ", 1)[-1])
+                updated = int(status.rsplit(" ", 1)[-1])
+                await self.conn.execute(record, self.schema, self.version, label, upper,
+                                        updated)
             total += updated
             batches += 1
             self.log.debug("backfill batch", table=table, upto=upper, rows=updated)
             lower = upper
             if pause:
                 await anyio.sleep(pause)
+        await self.conn.execute(
+            f"DELETE FROM {self._backfills} WHERE tenant = $1 AND version = $2 AND name = $3",
+            self.schema, self.version, label,
+        )
         self.log.debug("backfill done", table=table, rows=total, batches=batches)
         return total

@@ -208,6 +208,16 @@ def _control_ddl(control_schema: str) -> list[str]:
             PRIMARY KEY (run_id, tenant)
         )""",
         f"CREATE INDEX IF NOT EXISTS runs_started_at_idx ON {ctl}.runs (started_at)",
+        f"""CREATE TABLE IF NOT EXISTS {ctl}.backfills (
+            tenant text NOT NULL,
+            version bigint NOT NULL,
+            name text NOT NULL,
+            last_key bigint NOT NULL,
+            rows bigint NOT NULL DEFAULT 0,
+            batches integer NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant, version, name)
+        )""",
         _apply_function_sql(control_schema),
         _apply_each_procedure_sql(control_schema),
     ]
@@ -226,6 +236,10 @@ SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $1 AND c.relname = 'ledger'
+) AND EXISTS (
+    SELECT 1 FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $1 AND c.relname = 'backfills'
 )
 """
 

@@ -566,6 +566,7 @@ class Executor:
                  tenant_log: Any) -> MigrationContext:
         ms = step.lock_timeout_ms
         return MigrationContext(
+            control_schema=self._options.control_schema,
             conn=conn,
             schema=tenant,
             version=migration.version,

@@ -1,0 +1,156 @@
+"""ctx.backfill survives a kill, and down/up round trips restore the same schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from helpers import create_tenants, quote_ident
+
+import tenantmig
+from tenantmig._cluster import find_bindir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BACKFILL = {
+    "V1__items.sql": """\
+        CREATE TABLE {{schema}}.items (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            touched integer NOT NULL DEFAULT 0
+        );
+        """,
+    "V2__touch_every_row.py": """\
+        transactional = False
+
+        async def up(ctx):
+            # Not idempotent on purpose: a batch done twice would leave touched = 2.
+            await ctx.backfill("items", "touched = touched + 1", batch_size=100, pause=0.02)
+        """,
+}
+
+
+def tm(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTMIG_")}
+    return subprocess.Popen([sys.executable, "-m", "tenantmig", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_backfill_killed_midway_resumes_without_redoing_batches(
+    dsn: str, make_migrations: Any, tmp_path: Path
+) -> None:
+    folder = make_migrations(BACKFILL)
+    await create_tenants(dsn, ["tenant_a"])
+    async with tenantmig.Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO tenant_a.items (touched) "
+                           "SELECT 0 FROM generate_series(1, 3000)")
+        proc = tm("up", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
+        # A second session sees batches committed while the backfill is still running.
+        deadline = time.monotonic() + 20
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = await conn.fetchval("SELECT count(*) FROM tenant_a.items WHERE touched = 1")
+            if seen >= 500:
+                break
+            await asyncio.sleep(0.02)
+        assert 500 <= seen < 3000, seen
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+        assert proc.returncode == -signal.SIGKILL
+
+        progress = await conn.fetchrow(
+            "SELECT last_key, rows, batches FROM tenantmig.backfills WHERE tenant = 'tenant_a'")
+        assert progress is not None and progress["batches"] >= 5
+        assert await conn.fetchval("SELECT count(*) FROM tenant_a.tenantmig_history "
+                                   "WHERE version = 2") == 0
+        # The killed runner's connections go away; wait until its backfill is no more.
+        for _ in range(200):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                       "WHERE application_name = 'tenantmig'"):
+                break
+            await asyncio.sleep(0.05)
+
+        done = tm("resume", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
+        out, err = done.communicate(timeout=60)
+        assert done.returncode == 0, out + err
+        counts = dict(await conn.fetch("SELECT touched, count(*) FROM tenant_a.items "
+                                       "GROUP BY touched"))
+        assert counts == {1: 3000}, counts
+        assert await conn.fetchval("SELECT count(*) FROM tenantmig.backfills") == 0
+        assert await conn.fetchval("SELECT array_agg(version ORDER BY version) "
+                                   "FROM tenant_a.tenantmig_history") == [1, 2]
+    finally:
+        await conn.close()
+
+
+def schema_dump(dsn: str, schema: str) -> str:
+    """The tenant's schema as pg_dump sees it, without the history table's rows."""
+    dump = subprocess.run(
+        [str(find_bindir() / "pg_dump"), "--schema-only", "--no-owner",
+         f"--schema={quote_ident(schema)}",
+         "--exclude-table", f"{quote_ident(schema)}.tenantmig_history", dsn],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    # Comments and the per-dump random \restrict key differ between any two dumps.
+    return "\n".join(line for line in dump.splitlines()
+                     if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+async def test_down_round_trip_restores_the_same_schema(dsn: str) -> None:
+    tenants = ["tenant_a", "tenant_O'Brien \"x\""]
+    await create_tenants(dsn, tenants)
+    migrations = ROOT / "migrations"
+    async with tenantmig.Engine(dsn, migrations=migrations) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        conn = await asyncpg.connect(dsn)
+        try:
+            for t in tenants:
+                q = '"' + t.replace('"', '""') + '"'
+                await conn.execute(
+                    f"INSERT INTO {q}.customers (name, email) "
+                    "SELECT 'c' || g, ' C' || g || '@X.org' FROM generate_series(1, 50) g;"
+                    f"INSERT INTO {q}.invoices (customer_id, amount_cents, paid_at) "
+                    "SELECT g, 100 * g, CASE WHEN g % 2 = 0 THEN now() END "
+                    "FROM generate_series(1, 50) g"
+                )
+        finally:
+            await conn.close()
+        # V12 (an enum value) has no undo: the round trip goes up to 11 and back.
+        assert (await engine.upgrade(target=11)).ok
+        first = {t: schema_dump(dsn, t) for t in tenants}
+        assert "invoices_customer_status_created_idx" in first["tenant_a"]
+        down = await engine.downgrade(1)
+        assert down.ok, [(o.tenant, o.message) for o in down.failed]
+        assert {o.version_reached for o in down.outcomes} == {1}
+        middle = schema_dump(dsn, "tenant_a")
+        assert "email_new" not in middle and "invoice_channel" not in middle
+        again = await engine.upgrade(target=11)
+        assert again.ok, [(o.tenant, o.message) for o in again.failed]
+        for t in tenants:
+            assert schema_dump(dsn, t) == first[t], t
+        missing_undo = await engine.upgrade()
+        assert missing_undo.ok
+        try:
+            await engine.downgrade(1)
+        except tenantmig.TargetError as exc:
+            assert "12" in str(exc)
+        else:
+            raise AssertionError("down past a version without undo must be refused")
