@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "V3__events_account_id_index.sql",
+        # events is created empty by V2 in the same run: the build takes no time, and the
+        # raw floor runs the very same statement.
+        "-- tenantmig:allow index-not-concurrent the events table was created empty by V2\n"
         "CREATE INDEX events_account_id_idx ON {{schema}}.events (account_id);\n",
     ),
     (
@@ -417,35 +421,31 @@ class PhaseTimer:
 def phase_timing(timer: PhaseTimer) -> Iterator[None]:
     """Wrap the engine's phases (module attributes, from outside: tenantmig is not edited)."""
     from tenantmig import control, engine, executor, ledger
-    from tenantmig.discovery import discover
-    from tenantmig.history import read_histories
-    from tenantmig.plan import make_plan
-    from tenantmig.source import load_migrations
 
-    patches: list[tuple[Any, str, Any]] = [
-        (engine, "load_migrations", timer.wrap_sync("load migrations", load_migrations)),
-        (engine.Engine, "pool", timer.wrap("pool open", engine.Engine.pool)),
-        (engine.Engine, "close", timer.wrap("pool close", engine.Engine.close)),
-        (engine, "discover", timer.wrap("discovery", discover)),
-        (engine, "read_histories", timer.wrap("history read", read_histories)),
-        (engine, "make_plan", timer.wrap_sync("plan", make_plan)),
-        (control, "ensure_control", timer.wrap("control setup", control.ensure_control)),
-        (control, "start_run", timer.wrap("run start (runs + ledger COPY)", control.start_run)),
-        (executor.Executor, "run", timer.wrap("executor", executor.Executor.run)),
-        (
-            executor.Executor,
-            "_apply_sql",
-            timer.wrap(
-                "  apply-function calls (summed over workers)", executor.Executor._apply_sql
-            ),
-        ),
-        (
-            ledger.LedgerWriter,
-            "flush",
-            timer.wrap("ledger flushes (background)", ledger.LedgerWriter.flush),
-        ),
-        (control, "finish_run", timer.wrap("run finish", control.finish_run)),
+    # (owner, attribute, label, is_async); attributes the engine no longer has are skipped,
+    # so this keeps working while the engine changes.
+    targets: list[tuple[Any, str, str, bool]] = [
+        (engine, "load_migrations", "load migrations", False),
+        (engine.Engine, "pool", "pool open", True),
+        (engine.Engine, "close", "pool close", True),
+        (engine, "discover", "discovery", True),
+        (engine, "read_histories", "history read", True),
+        (engine, "make_plan", "plan", False),
+        (control, "ensure_control", "control setup", True),
+        (control, "start_run", "run start (runs + ledger COPY)", True),
+        (executor.Executor, "run", "executor", True),
+        (executor.Executor, "_apply_sql", "  apply-function calls (summed over workers)", True),
+        (executor.Executor, "_apply_each", "  apply-each CALLs (summed over workers)", True),
+        (ledger.LedgerWriter, "flush", "ledger flushes (background)", True),
+        (control, "finish_run", "run finish", True),
     ]
+    patches: list[tuple[Any, str, Any]] = []
+    for owner, name, label, is_async in targets:
+        original = getattr(owner, name, None)
+        if original is None:
+            continue
+        wrapped = timer.wrap(label, original) if is_async else timer.wrap_sync(label, original)
+        patches.append((owner, name, wrapped))
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, new in patches:
@@ -454,6 +454,85 @@ def phase_timing(timer: PhaseTimer) -> Iterator[None]:
     finally:
         for obj, name, old in saved:
             setattr(obj, name, old)
+
+
+# --- CPU accounting -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    client: float
+    server: float | None
+    server_processes: int
+
+
+class CpuMeter:
+    """CPU seconds of this process (+ children) and of a local server's processes.
+
+    Wall time on a busy or small machine is noisy; CPU seconds per side are steadier and
+    show where the work is. The server side is the postmaster's own and reaped children's
+    time plus that of its live children (backends, walwriter, ...), read from /proc.
+    """
+
+    def __init__(self, datadir: Path | None) -> None:
+        self._pidfile = datadir / "postmaster.pid" if datadir is not None else None
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _stat(self, pid: int) -> list[str] | None:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return text.rsplit(")", 1)[1].split()  # fields from 3 (state) on
+
+    def _children(self, pid: int) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
+    def _server(self) -> tuple[float | None, int]:
+        if self._pidfile is None:
+            return None, 0
+        try:
+            pid = int(self._pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None, 0
+        fields = self._stat(pid)
+        if fields is None:
+            return None, 0
+        # utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 counted from field 3.
+        ticks = sum(int(f) for f in fields[11:15])
+        children = self._children(pid)
+        for child in children:
+            child_fields = self._stat(child)
+            if child_fields is not None:
+                ticks += int(child_fields[11]) + int(child_fields[12])
+        return ticks / self._tick, len(children)
+
+    def snapshot(self) -> CpuSnapshot:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server, processes = self._server()
+        client = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        return CpuSnapshot(client, server, processes)
+
+    def settle(self, before: CpuSnapshot, timeout: float = 3.0) -> None:
+        """Wait until the backends of the phase have exited (and been reaped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._server()[1] <= before.server_processes:
+                return
+            time.sleep(0.02)
+
+    @staticmethod
+    def delta(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, float | None]:
+        server = (
+            after.server - before.server
+            if after.server is not None and before.server is not None
+            else None
+        )
+        return after.client - before.client, server
 
 
 # --- verification -------------------------------------------------------------------------
@@ -529,12 +608,23 @@ async def verify(dsn: str, names: Sequence[str], *, with_history: bool) -> list[
 
 
 @dataclass
+class Cost:
+    """One timed phase: wall seconds and the CPU seconds spent on each side."""
+
+    seconds: float
+    client_cpu: float
+    """This process and its children (the CLI subprocess)."""
+    server_cpu: float | None
+    """Every process of the local PostgreSQL server; None with --dsn."""
+
+
+@dataclass
 class RepeatResult:
     repeat: int
     order: str
-    raw_seconds: float
-    tm_seconds: float
-    noop_seconds: float
+    raw: Cost
+    tm: Cost
+    noop: Cost
     ratio: float
     verified: bool
     problems: list[str]
@@ -561,6 +651,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--dsn",
         help="postgresql:// URL of a superuser/CREATEDB role on an existing "
         "server (default: start a throwaway LocalCluster)",
+    )
+    p.add_argument(
+        "--tmpdir",
+        help="where the throwaway cluster lives (default: /dev/shm if it is a writable tmpfs, "
+        "else the system temp dir); see bench/README.md for why",
     )
     p.add_argument("--json", type=Path, help="also write the results to this file")
     p.add_argument("--max-ratio", type=float, help="exit 1 if tenantmig/raw exceeds this (for CI)")
@@ -617,47 +712,69 @@ def one_repeat(
     mode: str,
     workdir: Path,
     timer: PhaseTimer | None,
+    meter: CpuMeter,
 ) -> RepeatResult:
     asyncio.run(clone_databases(admin_dsn))
     raw_dsn = dsn_with_database(admin_dsn, RAW_DB)
     tm_dsn = dsn_with_database(admin_dsn, TM_DB)
-    log_path = workdir / f"tenantmig-{index}.log"
+    logs: list[Path] = []
     profile = args.profile if index == 0 else None
-    raw_seconds = tm_seconds = noop_seconds = float("nan")
+    costs: dict[str, Cost] = {}
     raw_first = index % 2 == 0
 
-    def do_raw() -> None:
-        nonlocal raw_seconds
+    def measured(name: str, fn: Callable[[], float]) -> None:
         asyncio.run(checkpoint(admin_dsn))
-        raw_seconds = asyncio.run(raw_floor(raw_dsn, names, args.concurrency))
+        before = meter.snapshot()
+        seconds = fn()
+        meter.settle(before)
+        after = meter.snapshot()
+        costs[name] = Cost(seconds, *meter.delta(before, after))
+
+    def raw() -> float:
+        return asyncio.run(raw_floor(raw_dsn, names, args.concurrency))
+
+    def tm(what: str, profile_path: Path | None = None) -> Callable[[], float]:
+        def go() -> float:
+            # API mode logs every run to one file (structlog is configured once).
+            kind = "noop" if what.startswith("no-op") else "up"
+            log_path = workdir / (
+                f"tenantmig-{index + 1}-{kind}.log" if mode == "cli" else "tenantmig-api.log"
+            )
+            if log_path not in logs:
+                logs.append(log_path)
+            ctx = phase_timing(timer) if timer is not None else contextlib.nullcontext()
+            with ctx:
+                result = run_tm(mode, tm_dsn, migrations, args.concurrency, log_path, profile_path)
+            if not result.ok:
+                raise SystemExit(f"{what} failed: {result.detail}")
+            return result.seconds
+
+        return go
+
+    def do_raw() -> None:
+        measured("raw", raw)
 
     def do_tm() -> None:
-        nonlocal tm_seconds, noop_seconds
-        asyncio.run(checkpoint(admin_dsn))
-        ctx = phase_timing(timer) if timer is not None else contextlib.nullcontext()
-        with ctx:
-            result = run_tm(mode, tm_dsn, migrations, args.concurrency, log_path, profile)
-        if not result.ok:
-            raise SystemExit(f"tenantmig up failed: {result.detail}\n(log: {log_path})")
-        tm_seconds = result.seconds
-        asyncio.run(checkpoint(admin_dsn))
-        noop = run_tm(mode, tm_dsn, migrations, args.concurrency, log_path)
-        if not noop.ok:
-            raise SystemExit(f"no-op tenantmig up failed: {noop.detail}\n(log: {log_path})")
-        noop_seconds = noop.seconds
+        measured("tm", tm("tenantmig up", profile))
+        measured("noop", tm("no-op tenantmig up"))
 
     for step in (do_raw, do_tm) if raw_first else (do_tm, do_raw):
         step()
 
     problems = [f"{RAW_DB}: {p}" for p in asyncio.run(verify(raw_dsn, names, with_history=False))]
     problems += [f"{TM_DB}: {p}" for p in asyncio.run(verify(tm_dsn, names, with_history=True))]
+    if problems:
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            problems.append(f"tail of {log.name} ({len(lines)} lines):")
+            problems.extend("    " + line[:300] for line in lines[-15:])
     return RepeatResult(
         repeat=index + 1,
         order="raw, tm" if raw_first else "tm, raw",
-        raw_seconds=raw_seconds,
-        tm_seconds=tm_seconds,
-        noop_seconds=noop_seconds,
-        ratio=tm_seconds / raw_seconds,
+        raw=costs["raw"],
+        tm=costs["tm"],
+        noop=costs["noop"],
+        ratio=costs["tm"].seconds / costs["raw"].seconds,
         verified=not problems,
         problems=problems,
     )
@@ -669,6 +786,58 @@ def print_table(rows: list[list[str]]) -> None:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def _cpu(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{median(known):.2f}" if known else "n/a"
+
+
+def print_cpu(results: list[RepeatResult], label: str) -> None:
+    """CPU seconds per side: steadier than wall time on a small or busy machine."""
+    print(f"\n{label}CPU seconds (client = this process + the CLI subprocess):")
+    rows = [["", "wall s", "client CPU s", "server CPU s", "total CPU s"]]
+    for name, attr in (("raw", "raw"), ("tenantmig", "tm"), ("no-op", "noop")):
+        costs: list[Cost] = [getattr(r, attr) for r in results]
+        totals: list[float | None] = [
+            c.client_cpu + c.server_cpu if c.server_cpu is not None else None for c in costs
+        ]
+        rows.append(
+            [
+                name,
+                f"{median([c.seconds for c in costs]):.2f}",
+                _cpu([c.client_cpu for c in costs]),
+                _cpu([c.server_cpu for c in costs]),
+                _cpu(totals),
+            ]
+        )
+    print_table(rows)
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the file system holding *path* (from /proc/mounts), e.g. tmpfs, ext4."""
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3:
+                mount = fields[1]
+                inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) > len(best):
+                    best, kind = mount, fields[2]
+    return kind
+
+
+def cluster_tmpdir(requested: str | None) -> str | None:
+    """Default: tmpfs. On ext4, creating files soon after many were deleted (a dropped
+    database) is several times slower at random (ext4_create -> recently_deleted), which
+    swamps the difference being measured; every CREATE TABLE/INDEX creates files."""
+    if requested:
+        return requested
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and filesystem_type(shm) == "tmpfs":
+        return str(shm)
+    return None
 
 
 def _quiet_logging() -> None:
@@ -693,10 +862,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from tenantmig._cluster import LocalCluster
 
+        tmpdir = cluster_tmpdir(args.tmpdir)
+        tempfile.tempdir = tmpdir  # LocalCluster makes its directory in tempfile.gettempdir()
         cluster = LocalCluster()
         t0 = time.perf_counter()
         cluster.start()
-        print(f"cluster started in {time.perf_counter() - t0:.1f}s ({cluster.dsn})")
+        tempfile.tempdir = None
+        print(
+            f"cluster started in {time.perf_counter() - t0:.1f}s ({cluster.dsn}, "
+            f"data in {cluster.datadir}, {filesystem_type(cluster.datadir)})"
+        )
         admin_dsn = cluster.dsn
     try:
         machine = asyncio.run(machine_info(admin_dsn))
@@ -714,21 +889,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"template with {len(names)} tenants built in {time.perf_counter() - t0:.1f}s")
 
         timer = PhaseTimer() if args.phases else None
+        meter = CpuMeter(cluster.datadir if cluster is not None else None)
         results: list[RepeatResult] = []
         with tempfile.TemporaryDirectory(prefix="tenantmig-bench-") as tmp:
             workdir = Path(tmp)
             migrations = workdir / "migrations"
             write_migrations(migrations)
             for index in range(args.repeat):
-                result = one_repeat(index, args, admin_dsn, names, migrations, mode, workdir, timer)
-                results.append(result)
-                print(
-                    f"repeat {result.repeat} ({result.order}): raw {result.raw_seconds:.2f}s, "
-                    f"tenantmig {result.tm_seconds:.2f}s, ratio {result.ratio:.2f}, "
-                    f"no-op {result.noop_seconds:.2f}s, "
-                    f"{'verified' if result.verified else 'VERIFICATION FAILED'}"
+                load = os.getloadavg()[0]
+                r = one_repeat(
+                    index, args, admin_dsn, names, migrations, mode, workdir, timer, meter
                 )
-                for problem in result.problems:
+                results.append(r)
+                print(
+                    f"repeat {r.repeat} ({r.order}, load {load:.1f}): "
+                    f"raw {r.raw.seconds:.2f}s, tenantmig {r.tm.seconds:.2f}s, "
+                    f"ratio {r.ratio:.2f}, no-op {r.noop.seconds:.2f}s, "
+                    f"{'verified' if r.verified else 'VERIFICATION FAILED'}"
+                )
+                for problem in r.problems:
                     print(f"  ! {problem}")
         if not args.keep:
             for name in (RAW_DB, TM_DB, TEMPLATE_DB):
@@ -737,9 +916,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cluster is not None:
             cluster.stop()
 
-    raw = median([r.raw_seconds for r in results])
-    tm = median([r.tm_seconds for r in results])
-    noop = median([r.noop_seconds for r in results])
+    raw = median([r.raw.seconds for r in results])
+    tm = median([r.tm.seconds for r in results])
+    noop = median([r.noop.seconds for r in results])
     ratio = median([r.ratio for r in results])
     label = "median " if args.repeat > 1 else ""
     print()
@@ -767,6 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.repeat > 1:
         print("(ratio: median of the per-repeat ratios)")
+    print_cpu(results, label)
     if timer is not None:
         print("\nphases (API mode, summed over the timed `up` runs and the no-op runs):")
         for name, total in timer.totals.items():
