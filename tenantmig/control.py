@@ -136,6 +136,7 @@ LANGUAGE plpgsql AS $tenantmig$
 DECLARE
     v_started timestamptz;
     v_done boolean;
+    v_has_history boolean := false;
 BEGIN
     p_done := '{{}}';
     p_next := 1;
@@ -143,10 +144,19 @@ BEGIN
         IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
             RETURN;
         END IF;
-        PERFORM pg_catalog.set_config('search_path', '', true);
-        PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[p_next], true);
-        IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
-            EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
+        -- tenantmig's own connections start with these settings; setting a GUC costs
+        -- more than comparing it, so only a foreign (application) connection pays.
+        IF pg_catalog.current_setting('search_path') <> '' THEN
+            PERFORM pg_catalog.set_config('search_path', '', true);
+        END IF;
+        IF pg_catalog.current_setting('lock_timeout') <> p_lock_timeouts[p_next] THEN
+            PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[p_next], true);
+        END IF;
+        IF NOT v_has_history THEN
+            IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
+                EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
+            END IF;
+            v_has_history := true;
         END IF;
         EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || p_schema
             || '.{history} WHERE version = $1)' INTO v_done USING p_versions[p_next];

@@ -17,6 +17,15 @@ def parse_duration_ms(text: str) -> int:
     return round(float(value) * _UNITS_MS[unit or "s"])
 
 
+_DISPLAY_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
+
+
 def format_ms(ms: int) -> str:
-    """A duration for PostgreSQL settings (``5000ms``); 0 disables."""
+    """A duration as PostgreSQL shows it in ``current_setting`` (``5s``, ``250ms``,
+    ``1min``, ``0``), so a setting already in force can be recognised and left alone."""
+    if ms == 0:
+        return "0"
+    for unit, size in _DISPLAY_UNITS:
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
     return f"{ms}ms"

@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._sql import quote_ident, redact_dsn, scrub
 from .discovery import Targeting, discover, is_reserved
-from .durations import parse_duration_ms
+from .durations import format_ms, parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
 from .ledger import LedgerWriter
@@ -137,7 +137,12 @@ class Engine:
                     self.dsn,
                     min_size=1,
                     max_size=self.options.concurrency + 1,
-                    server_settings={"application_name": "tenantmig"},
+                    server_settings={
+                        "application_name": "tenantmig",
+                        # Every query of ours is schema-qualified; migrations must be too.
+                        "search_path": "",
+                        "lock_timeout": format_ms(self.options.lock_timeout_ms),
+                    },
                 )
             except _CONNECT_ERRORS as exc:
                 raise DatabaseUnavailable(
