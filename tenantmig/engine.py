@@ -40,7 +40,13 @@ from .source import MigrationSet, load_migrations
 
 log = structlog.get_logger("tenantmig")
 
-_CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_CONNECT_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 
 def new_run_id() -> str:

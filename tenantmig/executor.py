@@ -66,6 +66,10 @@ def is_transient(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(exc, asyncpg.InternalClientError):
+        # A backend killed while its connection sat idle: asyncpg sees the FATAL
+        # message before the socket closes, and the next query trips over it.
+        return True
     if isinstance(exc, asyncpg.InterfaceError):
         return "closed" in str(exc) or "connection" in str(exc).lower()
     return isinstance(exc, (ConnectionError, TimeoutError, OSError))
@@ -318,8 +322,10 @@ class Executor:
             conn = await box.get()
             try:
                 await self._unit(conn, tenant, unit, tenant_log, progress)
-            except Exception:
-                if await _is_closed(conn):
+            except Exception as exc:
+                if is_connection_loss(exc) or await _is_closed(conn):
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
                     await box.discard()
                 raise
 
@@ -678,9 +684,9 @@ class _Connection:
             with anyio.CancelScope(shield=True):
                 try:
                     await self._pool.release(conn)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                except Exception:
                     # Already detached from the pool (it died) or unusable: let it go.
-                    with contextlib.suppress(asyncpg.InterfaceError):
+                    with contextlib.suppress(Exception):
                         conn.terminate()
 
 

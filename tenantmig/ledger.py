@@ -55,16 +55,18 @@ class LedgerWriter:
         self._buffer.append(ledger_row(outcome))
 
     async def flush(self) -> None:
-        async with self._lock:
-            rows, self._buffer = self._buffer, []
-            if not rows:
-                return
-            try:
-                async with self._pool.acquire() as conn:
-                    await write_outcomes(conn, self._control_schema, self._run_id, rows)
-            except BaseException:
-                self._buffer[:0] = rows
-                raise
+        # Shielded: cancelling a write half-way would abandon asyncpg's connection release.
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                rows, self._buffer = self._buffer, []
+                if not rows:
+                    return
+                try:
+                    async with self._pool.acquire() as conn:
+                        await write_outcomes(conn, self._control_schema, self._run_id, rows)
+                except BaseException:
+                    self._buffer[:0] = rows
+                    raise
 
     async def _loop(self) -> None:
         while True:

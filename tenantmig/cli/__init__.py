@@ -28,6 +28,7 @@ from ..report import Report
 from ..source import MigrationSet, load_migrations
 from . import _render
 from ._logging import configure
+from ._new import add_arguments as add_new_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -123,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
                       "checksums: only for migrations not applied anywhere yet)")
     lint.add_argument("--list", action="store_true", help="list the rules")
     lint.add_argument("--json", action="store_true")
+
+    new = sub.add_parser("new", parents=[common],
+                         help="write the next migration file(s), optionally from a safe pattern")
+    add_new_arguments(new)
 
     demo = sub.add_parser("demo", parents=[common],
                           help="migrate sample tenants in a throwaway local PostgreSQL")
@@ -406,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._lint import run_lint
 
             return run_lint(args, config)
+        if args.command == "new":
+            from ._new import run_new
+
+            return run_new(args, config)
         if not config.dsns:
             raise TenantmigError("no database: give --dsn, set TENANTMIG_DSN, or put dsn in "
                                  "tenantmig.toml")

@@ -22,6 +22,17 @@ class _Stderr:
         sys.stderr.flush()
 
 
+class _ToStructlog(logging.Handler):
+    """Sends the standard-library records of libraries (asyncpg's pool warnings) through
+    structlog, so stderr stays one format (JSON lines under --log-format json)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(record.name)
+        level = record.levelname.lower()
+        method = getattr(logger, level if level in ("debug", "info", "warning") else "error")
+        method(record.getMessage(), logger=record.name)
+
+
 def configure(log_format: str, *, verbosity: int, dsns: list[str]) -> None:
     """structlog to stderr, console or JSON, with DSN passwords scrubbed from every value.
 
@@ -54,3 +65,6 @@ def configure(log_format: str, *, verbosity: int, dsns: list[str]) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [_ToStructlog()]
+    root.setLevel(level)
