@@ -391,7 +391,9 @@ class Engine:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
-        accepted = self.check_safety()
+        run_steps = [m.up if direction == "up" else m.down for p in work for m in p.pending]
+        steps = {str(step.path) for step in run_steps if step is not None}
+        accepted = [f for f in self.check_safety() if f.path in steps]
         if accepted:
             arguments = {**(arguments or {}), "allowed": [
                 {"file": f.path, "line": f.line, "rule": f.rule, "reason": f.allowed}

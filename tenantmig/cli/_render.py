@@ -270,6 +270,10 @@ def print_ledger(console: Console, run: RunRecord, rows: list[LedgerRow], databa
     )
     console.print(", ".join(f"{counts[s]} {s}" for s in
                             ("succeeded", "failed", "pending", "skipped")))
+    for allowed in run.arguments.get("allowed", []):
+        console.print(f"Accepted on purpose: {escape(str(allowed.get('file')))}:"
+                      f"{allowed.get('line')} {escape(str(allowed.get('rule')))}: "
+                      f"{escape(str(allowed.get('reason')))}")
     failed = [r for r in rows if r.status == "failed"]
     if failed:
         table = Table(title="Failed tenants", title_justify="left")
