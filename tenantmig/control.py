@@ -25,7 +25,7 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
 APPLY_FUNCTION = "apply_v1"
-APPLY_EACH_PROCEDURE = "apply_each_v1"
+APPLY_EACH_PROCEDURE = "apply_each_v2"
 
 _CONTROL_LOCK_NAMESPACE = b"tenantmig:control:"
 _TENANT_LOCK_NAMESPACE = b"tenantmig:tenant:"
@@ -135,8 +135,9 @@ CREATE OR REPLACE PROCEDURE {apply_each_procedure(control_schema)}(
 LANGUAGE plpgsql AS $tenantmig$
 DECLARE
     v_started timestamptz;
-    v_done boolean;
-    v_has_history boolean := false;
+    v_one integer;
+    v_history_checked boolean := false;
+    v_created boolean := false;
 BEGIN
     p_done := '{{}}';
     p_next := 1;
@@ -152,15 +153,23 @@ BEGIN
         IF pg_catalog.current_setting('lock_timeout') <> p_lock_timeouts[p_next] THEN
             PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[p_next], true);
         END IF;
-        IF NOT v_has_history THEN
+        v_one := NULL;
+        IF NOT v_history_checked THEN
             IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
                 EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
+                -- Created by this transaction under the tenant lock: empty, and invisible
+                -- to every other session, so there is nothing to re-read.
+                v_created := true;
             END IF;
-            v_has_history := true;
+            v_history_checked := true;
         END IF;
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || p_schema
-            || '.{history} WHERE version = $1)' INTO v_done USING p_versions[p_next];
-        IF v_done = p_undo THEN
+        IF NOT v_created THEN
+            -- The re-read under the lock, in its own statement (a fresh snapshot).
+            EXECUTE 'SELECT 1 FROM ' || p_schema || '.{history} WHERE version = $1'
+                INTO v_one USING p_versions[p_next];
+        END IF;
+        v_created := false;
+        IF (v_one IS NOT NULL) = p_undo THEN
             v_started := pg_catalog.clock_timestamp();
             EXECUTE p_sqls[p_next];
             IF p_undo THEN

@@ -141,7 +141,8 @@ class Engine:
             try:
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
-                    min_size=1,
+                    # Open them all up front: backend start-ups belong before the fan-out.
+                    min_size=self.options.concurrency + 1,
                     max_size=self.options.concurrency + 1,
                     server_settings={
                         "application_name": "tenantmig",

@@ -19,8 +19,9 @@ HISTORY_COLUMNS = (
     "version bigint PRIMARY KEY, "
     f"description varchar({DESCRIPTION_MAX}) NOT NULL, "
     "checksum varchar(64) NOT NULL, "
-    "applied_at timestamptz NOT NULL DEFAULT now(), "
-    "duration_ms integer NOT NULL DEFAULT 0, "
+    # No DEFAULTs: every insert gives both, and defaults cost catalog rows per tenant.
+    "applied_at timestamptz NOT NULL, "
+    "duration_ms integer NOT NULL, "
     "run_id varchar(64)"
 )
 
