@@ -10,10 +10,10 @@ same database, with the same concurrency, on a throwaway cluster (tmpfs by defau
                      tenant, on its first migration ever);
 * ``+bookkeeping``   plus, per migration, one transaction from the client: advisory lock,
                      statement, history row (a minimal exactly-once runner);
-* ``apply-fn``       tenantmig's server-side ``apply_v1`` function, one call per migration,
+* ``apply-fn``       tenantmig's server-side apply procedure, one call per migration,
                      from a bare asyncpg loop (no engine);
-* ``apply-fn-1call`` the same function, all five migrations in one call per tenant (one
-                     transaction);
+* ``apply-fn-1call`` the same procedure, all five migrations in one call per tenant (a
+                     COMMIT after each, as ``tenantmig up`` does);
 * ``tenantmig``      ``Engine.upgrade()``; ``tenantmig-atomic``: with ``atomic_tenant=True``.
 
 Reports median wall seconds and CPU seconds of the client (this process) and of the server.
@@ -56,8 +56,8 @@ from tenantmig.history import HISTORY_COLUMNS, HISTORY_TABLE
 DB = "bench_breakdown"
 STATEMENTS = [sql for _, sql in MIGRATIONS]
 APPLY = (
-    f"SELECT {control.apply_function('tenantmig')}($1::text, $2::bigint, $3::text, "
-    "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean)"
+    f"CALL {control.apply_procedure('tenantmig')}($1::text, $2::bigint, $3::text, "
+    "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean, $10::boolean)"
 )
 
 PerTenant = Callable[[Any, str], Awaitable[None]]
@@ -105,8 +105,8 @@ async def plus_bookkeeping(conn: Any, tenant: str) -> None:
     for version, sql in enumerate(STATEMENTS, start=1):
         await conn.execute(
             f"BEGIN; SELECT pg_catalog.pg_advisory_xact_lock({key}); {render(sql, tenant)} "
-            f"INSERT INTO {table} (version, description, checksum, run_id) "
-            f"VALUES ({version}, 'd', 'c', 'r'); COMMIT;"
+            f"INSERT INTO {table} (version, description, checksum, applied_at, duration_ms, "
+            f"run_id) VALUES ({version}, 'd', 'c', now(), 0, 'r'); COMMIT;"
         )
 
 
@@ -124,6 +124,7 @@ async def apply_fn(conn: Any, tenant: str) -> None:
             ["c"],
             [render(sql, tenant)],
             False,
+            False,
         )
 
 
@@ -140,6 +141,7 @@ async def apply_fn_one_call(conn: Any, tenant: str) -> None:
         ["c"] * n,
         [render(s, tenant) for s in STATEMENTS],
         False,
+        True,
     )
 
 

@@ -434,8 +434,8 @@ def phase_timing(timer: PhaseTimer) -> Iterator[None]:
         (control, "ensure_control", "control setup", True),
         (control, "start_run", "run start (runs + ledger COPY)", True),
         (executor.Executor, "run", "executor", True),
-        (executor.Executor, "_apply_sql", "  apply-function calls (summed over workers)", True),
-        (executor.Executor, "_apply_each", "  apply-each CALLs (summed over workers)", True),
+        (executor.Executor, "_apply_sql", "  in-transaction apply CALLs (summed)", True),
+        (executor.Executor, "_apply_each", "  apply CALLs, a COMMIT per migration (summed)", True),
         (ledger.LedgerWriter, "flush", "ledger flushes (background)", True),
         (control, "finish_run", "run finish", True),
     ]

@@ -1,12 +1,11 @@
-"""The control schema (``tenantmig`` by default): runs, the failure ledger, and the
-server-side apply function.
+"""The control schema (``tenantmig`` by default): runs, the failure ledger, backfill
+progress, and the server-side apply procedure.
 
-The apply function runs a batch of SQL migrations for one tenant in a single round
-trip: it takes the tenant's transaction-level advisory lock, sets the lock timeout and
-an empty ``search_path`` for the transaction, creates the history table on first use,
-re-reads the history under the lock, and applies and records each version not yet
-applied. Called as one statement, it is one transaction, so it also works through
-PgBouncer in transaction pooling mode.
+The apply procedure runs a tenant's transactional SQL migrations in a single round trip
+(see :func:`_apply_procedure_sql`): per migration, the tenant's transaction-level
+advisory lock, the lock timeout and an empty ``search_path``, the history table on first
+use, the history re-read under the lock, the migration and its history row. Called as
+one statement it works through PgBouncer in transaction pooling mode.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
-APPLY_FUNCTION = "apply_v1"
-APPLY_EACH_PROCEDURE = "apply_each_v2"
+APPLY_PROCEDURE = "apply_v2"
 
 _CONTROL_LOCK_NAMESPACE = b"tenantmig:control:"
 _TENANT_LOCK_NAMESPACE = b"tenantmig:tenant:"
@@ -45,81 +43,29 @@ def control_lock_key(control_schema: str) -> int:
     return _key(_CONTROL_LOCK_NAMESPACE, control_schema)
 
 
-def apply_function(control_schema: str) -> str:
-    return f"{quote_ident(control_schema)}.{APPLY_FUNCTION}"
+def apply_procedure(control_schema: str) -> str:
+    return f"{quote_ident(control_schema)}.{APPLY_PROCEDURE}"
 
 
-def _apply_function_sql(control_schema: str) -> str:
+def _apply_procedure_sql(control_schema: str) -> str:
+    """The procedure every transactional SQL migration goes through.
+
+    Per migration it takes the tenant's transaction-level advisory lock (trying, never
+    waiting: a statement waiting here would hold a snapshot that another runner's CREATE
+    INDEX CONCURRENTLY waits for), makes sure of an empty ``search_path`` and the
+    migration's ``lock_timeout``, creates the history table on first use, re-reads the
+    history under the lock, runs the migration and records it. With ``p_commit`` it
+    COMMITs after each migration, so a tenant's whole run is one round trip with one
+    transaction per migration; without it, it runs inside the caller's transaction.
+    With no versions it only takes the lock and prepares (for Python migrations).
+
+    On return ``p_next`` is the index of the first version not processed: lower than or
+    equal to the number of versions (0 when there are none) when another runner holds the
+    tenant and the caller must try again.
+    """
     history = HISTORY_TABLE
     return f"""
-CREATE OR REPLACE FUNCTION {apply_function(control_schema)}(
-    p_schema text,
-    p_lock bigint,
-    p_run_id text,
-    p_lock_timeouts text[],
-    p_versions bigint[],
-    p_descriptions text[],
-    p_checksums text[],
-    p_sqls text[],
-    p_undo boolean
-) RETURNS bigint[]
-LANGUAGE plpgsql VOLATILE AS $tenantmig$
-DECLARE
-    v_applied bigint[] := '{{}}';
-    v_started timestamptz;
-    v_done boolean;
-BEGIN
-    -- p_schema arrives quoted by the client's single quoting function.
-    -- Try, never wait, for the tenant lock: a statement waiting here would hold a
-    -- snapshot that another runner's CREATE INDEX CONCURRENTLY waits for (deadlock).
-    -- NULL tells the client to try again shortly.
-    IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
-        RETURN NULL;
-    END IF;
-    PERFORM pg_catalog.set_config('search_path', '', true);
-    PERFORM pg_catalog.set_config('lock_timeout', coalesce(p_lock_timeouts[1], '0'), true);
-    IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
-        EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
-    END IF;
-    FOR i IN 1 .. coalesce(pg_catalog.array_length(p_versions, 1), 0) LOOP
-        -- A new snapshot per statement: this sees every commit made before the lock.
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || p_schema
-            || '.{history} WHERE version = $1)' INTO v_done USING p_versions[i];
-        CONTINUE WHEN v_done <> p_undo;
-        PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[i], true);
-        v_started := pg_catalog.clock_timestamp();
-        EXECUTE p_sqls[i];
-        IF p_undo THEN
-            EXECUTE 'DELETE FROM ' || p_schema || '.{history} WHERE version = $1'
-            USING p_versions[i];
-        ELSE
-            EXECUTE 'INSERT INTO ' || p_schema || '.{history} '
-                || '(version, description, checksum, applied_at, duration_ms, run_id) '
-                || 'VALUES ($1, $2, $3, now(), $4, $5)'
-            USING p_versions[i], p_descriptions[i], p_checksums[i],
-                (extract(epoch FROM pg_catalog.clock_timestamp() - v_started) * 1000)::integer,
-                p_run_id;
-        END IF;
-        v_applied := v_applied || p_versions[i];
-    END LOOP;
-    RETURN v_applied;
-END
-$tenantmig$
-"""
-
-
-def apply_each_procedure(control_schema: str) -> str:
-    return f"{quote_ident(control_schema)}.{APPLY_EACH_PROCEDURE}"
-
-
-def _apply_each_procedure_sql(control_schema: str) -> str:
-    """A procedure applying a tenant's migrations each in its own transaction (it COMMITs
-    after each), so a tenant's whole run is one round trip. Per migration it takes the
-    tenant lock afresh and re-reads the history under it. When another runner holds the
-    tenant it stops early: ``p_next`` says where to go on from."""
-    history = HISTORY_TABLE
-    return f"""
-CREATE OR REPLACE PROCEDURE {apply_each_procedure(control_schema)}(
+CREATE OR REPLACE PROCEDURE {apply_procedure(control_schema)}(
     p_schema text,
     p_lock bigint,
     p_run_id text,
@@ -129,31 +75,41 @@ CREATE OR REPLACE PROCEDURE {apply_each_procedure(control_schema)}(
     p_checksums text[],
     p_sqls text[],
     p_undo boolean,
+    p_commit boolean,
     INOUT p_done bigint[] DEFAULT NULL,
     INOUT p_next integer DEFAULT NULL
 )
 LANGUAGE plpgsql AS $tenantmig$
 DECLARE
+    v_n integer := coalesce(pg_catalog.array_length(p_versions, 1), 0);
     v_started timestamptz;
     v_one integer;
+    v_locked boolean := false;
     v_history_checked boolean := false;
     v_created boolean := false;
 BEGIN
     p_done := '{{}}';
     p_next := 1;
-    WHILE p_next <= coalesce(pg_catalog.array_length(p_versions, 1), 0) LOOP
-        IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
-            RETURN;
+    LOOP
+        IF NOT v_locked THEN
+            IF NOT pg_catalog.pg_try_advisory_xact_lock(p_lock) THEN
+                IF v_n = 0 THEN
+                    p_next := 0;
+                END IF;
+                RETURN;
+            END IF;
+            v_locked := true;
         END IF;
         -- tenantmig's own connections start with these settings; setting a GUC costs
         -- more than comparing it, so only a foreign (application) connection pays.
         IF pg_catalog.current_setting('search_path') <> '' THEN
             PERFORM pg_catalog.set_config('search_path', '', true);
         END IF;
-        IF pg_catalog.current_setting('lock_timeout') <> p_lock_timeouts[p_next] THEN
-            PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[p_next], true);
+        IF pg_catalog.current_setting('lock_timeout') <> p_lock_timeouts[least(p_next, v_n + 1)]
+        THEN
+            PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[least(p_next, v_n + 1)],
+                                          true);
         END IF;
-        v_one := NULL;
         IF NOT v_history_checked THEN
             IF pg_catalog.to_regclass(p_schema || '.{history}') IS NULL THEN
                 EXECUTE 'CREATE TABLE ' || p_schema || '.{history} ({HISTORY_COLUMNS})';
@@ -163,12 +119,13 @@ BEGIN
             END IF;
             v_history_checked := true;
         END IF;
+        EXIT WHEN p_next > v_n;
+        v_one := NULL;
         IF NOT v_created THEN
             -- The re-read under the lock, in its own statement (a fresh snapshot).
             EXECUTE 'SELECT 1 FROM ' || p_schema || '.{history} WHERE version = $1'
                 INTO v_one USING p_versions[p_next];
         END IF;
-        v_created := false;
         IF (v_one IS NOT NULL) = p_undo THEN
             v_started := pg_catalog.clock_timestamp();
             EXECUTE p_sqls[p_next];
@@ -187,7 +144,12 @@ BEGIN
             p_done := p_done || p_versions[p_next];
         END IF;
         p_next := p_next + 1;
-        COMMIT;
+        EXIT WHEN p_next > v_n;
+        IF p_commit THEN
+            COMMIT;
+            v_locked := false;
+            v_created := false;
+        END IF;
     END LOOP;
 END
 $tenantmig$
@@ -237,8 +199,7 @@ def _control_ddl(control_schema: str) -> list[str]:
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (tenant, version, name)
         )""",
-        _apply_function_sql(control_schema),
-        _apply_each_procedure_sql(control_schema),
+        _apply_procedure_sql(control_schema),
     ]
 
 
@@ -247,10 +208,6 @@ SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = $1 AND p.proname = $2
-) AND EXISTS (
-    SELECT 1 FROM pg_catalog.pg_proc p
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = $1 AND p.proname = $3
 ) AND EXISTS (
     SELECT 1 FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -269,12 +226,11 @@ async def control_exists(conn: Any, control_schema: str) -> bool:
     A query on the catalogs, not ``to_regprocedure``: its MVCC snapshot sees what another
     runner committed while we waited for the control lock; the catalog caches may not.
     """
-    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_FUNCTION,
-                                    APPLY_EACH_PROCEDURE))
+    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_PROCEDURE))
 
 
 async def ensure_control(conn: Any, control_schema: str) -> None:
-    """Create the control schema, its tables and the apply function if missing.
+    """Create the control schema, its tables and the apply procedure if missing.
 
     Serialised by an advisory lock so two runners starting together do not collide.
     """

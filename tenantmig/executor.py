@@ -37,7 +37,7 @@ from tenacity import (
 from . import history
 from ._sql import quote_ident
 from .context import MigrationContext
-from .control import apply_each_procedure, apply_function, tenant_lock_key
+from .control import apply_procedure, tenant_lock_key
 from .durations import format_ms
 from .plan import TenantPlan
 from .source import Migration, Step
@@ -189,14 +189,9 @@ class Executor:
         self._stopping = False
         self._failures = 0
         self._apply = (
-            f"SELECT {apply_function(options.control_schema)}"
+            f"CALL {apply_procedure(options.control_schema)}"
             "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
-            "$8::text[], $9::boolean)"
-        )
-        self._apply_each_call = (
-            f"CALL {apply_each_procedure(options.control_schema)}"
-            "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
-            "$8::text[], $9::boolean)"
+            "$8::text[], $9::boolean, $10::boolean)"
         )
 
     def stop(self) -> None:
@@ -451,23 +446,12 @@ class Executor:
         while todo:
             progress.version = todo[0][0].version
             try:
-                row = await conn.fetchrow(
-                    self._apply_each_call,
-                    quote_ident(tenant),
-                    tenant_lock_key(tenant),
-                    self._run_id,
-                    [self._lock_timeout(s) for _, s in todo],
-                    [m.version for m, _ in todo],
-                    [m.description for m, _ in todo],
-                    [m.checksum for m, _ in todo],
-                    [s.render(tenant) for _, s in todo],
-                    undo,
-                )
+                done, next_index = await self._call(conn, tenant, todo, undo, commit=True)
             except Exception:
                 await self._settle(conn, tenant, todo, undo, progress)
                 raise
-            progress.done.extend(row["p_done"])
-            todo = todo[row["p_next"] - 1 :]
+            progress.done.extend(done)
+            todo = todo[next_index - 1 :]
             if todo:
                 await anyio.sleep(wait)
                 wait = min(wait * 2, _LOCK_POLL_MAX)
@@ -515,37 +499,62 @@ class Executor:
         ms = step.lock_timeout_ms
         return format_ms(self._options.lock_timeout_ms if ms is None else ms)
 
-    async def _apply_sql(
-        self, conn: Any, tenant: str, steps: Sequence[tuple[Migration, Step]], undo: bool
-    ) -> list[int]:
-        """Transactional SQL through the apply function: one round trip."""
-        return await self._call_apply(
-            conn,
-            tenant,
-            [self._lock_timeout(s) for _, s in steps],
+    async def _call(
+        self,
+        conn: Any,
+        tenant: str,
+        steps: Sequence[tuple[Migration, Step]],
+        undo: bool,
+        *,
+        commit: bool,
+        lock_timeout: str | None = None,
+    ) -> tuple[list[int], int]:
+        """One CALL of the apply procedure: (versions done, index of the first version
+        not processed — at most ``len(steps)`` while another runner holds the tenant)."""
+        row = await conn.fetchrow(
+            self._apply,
+            quote_ident(tenant),
+            tenant_lock_key(tenant),
+            self._run_id,
+            [self._lock_timeout(s) for _, s in steps] if steps else [lock_timeout],
             [m.version for m, _ in steps],
             [m.description for m, _ in steps],
             [m.checksum for m, _ in steps],
             [s.render(tenant) for _, s in steps],
             undo,
+            commit,
         )
+        return list(row["p_done"]), int(row["p_next"])
 
-    async def _call_apply(self, conn: Any, tenant: str, *args: Any) -> list[int]:
-        """Call the apply function until it gets the tenant lock (it returns NULL while
-        another runner holds the tenant)."""
+    async def _in_transaction(
+        self,
+        conn: Any,
+        tenant: str,
+        steps: Sequence[tuple[Migration, Step]],
+        undo: bool,
+        lock_timeout: str | None = None,
+    ) -> list[int]:
+        """The apply procedure inside the caller's transaction, trying again while another
+        runner holds the tenant (it holds no snapshot between two tries)."""
         wait = _LOCK_POLL_FIRST
         while True:
-            done = await conn.fetchval(self._apply, quote_ident(tenant),
-                                       tenant_lock_key(tenant), self._run_id, *args)
-            if done is not None:
-                return list(done)
+            done, next_index = await self._call(conn, tenant, steps, undo, commit=False,
+                                                lock_timeout=lock_timeout)
+            if next_index > len(steps):
+                return done
             await anyio.sleep(wait)
             wait = min(wait * 2, _LOCK_POLL_MAX)
 
+    async def _apply_sql(
+        self, conn: Any, tenant: str, steps: Sequence[tuple[Migration, Step]], undo: bool
+    ) -> list[int]:
+        """Transactional SQL inside the caller's transaction."""
+        return await self._in_transaction(conn, tenant, steps, undo)
+
     async def _lock_and_prepare(self, conn: Any, tenant: str, step: Step) -> None:
-        """Tenant lock, lock timeout, empty search_path, history table: via the apply
-        function with nothing to apply."""
-        await self._call_apply(conn, tenant, [self._lock_timeout(step)], [], [], [], [], False)
+        """Tenant lock, lock timeout, empty search_path, history table: the apply
+        procedure with nothing to apply."""
+        await self._in_transaction(conn, tenant, [], False, self._lock_timeout(step))
 
     async def _is_applied(self, conn: Any, tenant: str, version: int) -> bool:
         if not await self._has_history(conn, tenant):
