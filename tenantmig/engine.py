@@ -32,7 +32,7 @@ from .discovery import Targeting, discover, is_reserved
 from .durations import format_ms, parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
-from .ledger import LedgerWriter
+from .ledger import LedgerWriter, persistently
 from .lint import Finding, blocking, lint_migrations
 from .plan import Plan, TenantPlan, make_plan, plan_down
 from .report import Report, Status, TenantStatus
@@ -453,19 +453,15 @@ class Engine:
             raise
         finally:
             self._executor = None
+
+            async def finish() -> None:
+                async with pool.acquire() as conn:
+                    await control.finish_run(conn, self.control_schema, run_id, status)
+
             with anyio.CancelScope(shield=True):
-                for attempt in range(1, 6):
-                    try:
-                        async with pool.acquire() as conn:
-                            await control.finish_run(conn, self.control_schema, run_id,
-                                                     status)
-                        break
-                    except _CONNECT_ERRORS as exc:  # the server may be restarting
-                        if attempt == 5:
-                            run_log.warning("could not record the end of the run",
-                                            error=str(exc))
-                        else:
-                            await anyio.sleep(0.5 * attempt)
+                error = await persistently(finish)
+            if error is not None:
+                run_log.warning("could not record the end of the run", error=str(error))
             run_log.info("run finished", status=status)
 
 

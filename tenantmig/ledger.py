@@ -8,11 +8,13 @@ mid-run loses at most that interval of ledger rows, and those tenants' histories
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import anyio
 import structlog
+from tenacity import AsyncRetrying, stop_after_attempt, wait_incrementing
 
 from .control import LedgerRow, write_outcomes
 from .executor import TenantOutcome
@@ -93,15 +95,25 @@ class LedgerWriter:
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
-            for attempt in range(1, _FINAL_ATTEMPTS + 1):
-                try:
-                    await self.flush()
-                    break
-                except Exception as exc:  # the database may be restarting
-                    if attempt == _FINAL_ATTEMPTS:
-                        log.error("could not write the ledger; tenant histories still "
-                                  "hold the truth", run_id=self._run_id, error=str(exc),
-                                  unwritten=len(self._buffer))
-                    else:
-                        await anyio.sleep(0.5 * attempt)
+            error = await persistently(self.flush)
+        if error is not None:
+            log.error("could not write the ledger; tenant histories still hold the truth",
+                      run_id=self._run_id, error=str(error), unwritten=len(self._buffer))
         return None
+
+
+async def persistently(action: Callable[[], Awaitable[None]]) -> Exception | None:
+    """Run a control-schema write, trying again for a few seconds (the server may be
+    restarting); return the last error if it never went through."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(_FINAL_ATTEMPTS),
+        wait=wait_incrementing(start=0.5, increment=0.5),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await action()
+    except Exception as exc:
+        return exc
+    return None
