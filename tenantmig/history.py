@@ -34,10 +34,6 @@ def table(schema: str) -> str:
     return f"{quote_ident(schema)}.{HISTORY_TABLE}"
 
 
-def create_sql(schema: str) -> str:
-    return f"CREATE TABLE IF NOT EXISTS {table(schema)} ({HISTORY_COLUMNS})"
-
-
 def insert_sql(schema: str) -> str:
     """Parameters: version, description, checksum, duration_ms, run_id."""
     return (
@@ -49,10 +45,6 @@ def insert_sql(schema: str) -> str:
 
 def delete_sql(schema: str) -> str:
     return f"DELETE FROM {table(schema)} WHERE version = $1"
-
-
-def select_sql(schema: str) -> str:
-    return f"SELECT version, checksum FROM {table(schema)}"
 
 
 _WITH_HISTORY = """
