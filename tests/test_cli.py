@@ -1165,3 +1165,24 @@ def test_demo_end_to_end() -> None:
     assert "Stopped the cluster" in r.stdout
     assert not _accepts_connections(port)
     assert not datadir.exists()
+
+
+def test_lint_fix_qualifies_names_then_lint_passes(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "V1__t.sql").write_text(
+        "CREATE TABLE {{schema}}.accounts (id bigint PRIMARY KEY);\n"
+        "CREATE TABLE events (id bigint PRIMARY KEY, account_id bigint "
+        "REFERENCES accounts (id));\n"
+    )
+    before = tm("lint", "--migrations", str(folder), cwd=tmp_path)
+    assert before.returncode == 2, show(before)
+    assert "V1__t.sql:2 unqualified-name" in before.stdout, show(before)
+
+    fixed = tm("lint", "--fix", "--migrations", str(folder), cwd=tmp_path)
+    assert fixed.returncode == 0, show(fixed)
+    assert "fixed" in fixed.stdout and "checksums" in fixed.stdout, show(fixed)
+    text = (folder / "V1__t.sql").read_text()
+    assert "CREATE TABLE {{schema}}.events" in text
+    assert "REFERENCES {{schema}}.accounts" in text
+    assert tm("lint", "--migrations", str(folder), cwd=tmp_path).returncode == 0
