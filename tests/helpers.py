@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -10,6 +11,9 @@ import asyncpg
 __all__ = [
     "create_tenants",
     "dsn_with_database",
+    "execute",
+    "fetch",
+    "fetchval",
     "quote_ident",
     "relations",
     "schemas",
@@ -96,3 +100,30 @@ async def relations(dsn: str, schema: str) -> set[str]:
     finally:
         await conn.close()
     return {r["name"] for r in rows}
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows of one query on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    """The first value of one query on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def execute(dsn: str, sql: str, *args: Any) -> None:
+    """One statement on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()

@@ -42,13 +42,6 @@ def tm(*args: str, cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
-
 
 async def test_backfill_killed_midway_resumes_without_redoing_batches(
     dsn: str, make_migrations: Any, tmp_path: Path

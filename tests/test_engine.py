@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import create_tenants, quote_ident, relations, schemas
+from helpers import create_tenants, execute, fetch, fetchval, quote_ident, relations, schemas
 
 import tenantmig
 from tenantmig import DriftError, Engine, TargetError, load_migrations, provision
@@ -19,28 +19,7 @@ MakeMigrations = Callable[..., Path]
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
 
-
-async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def execute(dsn: str, sql: str, *args: Any) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def history(dsn: str, tenant: str) -> list[asyncpg.Record] | None:

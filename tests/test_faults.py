@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from helpers import dsn_with_database, quote_ident
+from helpers import dsn_with_database, fetch, fetchval, quote_ident
 
 from tenantmig import Engine
 from tenantmig._cluster import LocalCluster
@@ -112,20 +112,6 @@ async def fix_bad_data(dsn: str, tenants: Sequence[str]) -> None:
 # --- reading the database -------------------------------------------------------------------
 
 
-async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
 
 
 @dataclass
