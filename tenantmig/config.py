@@ -33,6 +33,7 @@ _KEYS = {
     "atomic_tenant",
     "log_format",
     "shared_schemas",
+    "pgbouncer",
 }
 
 
@@ -51,6 +52,7 @@ class Config:
     atomic_tenant: bool = False
     log_format: str = "console"
     shared_schemas: tuple[str, ...] = ()
+    pgbouncer: bool = False
     source: str = "defaults"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -157,5 +159,6 @@ def load_config(
         atomic_tenant=bool(settings.get("atomic_tenant", False)),
         log_format=log_format,
         shared_schemas=tuple(shared),
+        pgbouncer=bool(settings.get("pgbouncer", False)),
         source=source,
     )

@@ -21,6 +21,7 @@ import structlog
 
 from . import control
 from ._exceptions import (
+    ConfigError,
     DatabaseUnavailable,
     DriftError,
     LintError,
@@ -89,6 +90,7 @@ class Engine:
         retry_wait: tuple[float, float] = (0.1, 5.0),
         shared_schemas: Sequence[str] = (),
         lint: bool = True,
+        pgbouncer: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise TypeError("give Engine either a dsn or a pool")
@@ -104,6 +106,7 @@ class Engine:
         self.control_schema = control_schema
         self.shared_schemas = tuple(shared_schemas)
         self.lint = lint
+        self.pgbouncer = pgbouncer
         self._findings: list[Finding] | None = None
         self.options = ExecOptions(
             concurrency=concurrency,
@@ -138,18 +141,21 @@ class Engine:
         """The connection pool, opened on first use."""
         if self._pool is None:
             assert self.dsn is not None
+            settings = {"application_name": "tenantmig"}
+            if not self.pgbouncer:
+                # Every query of ours is schema-qualified; migrations must be too. (Through
+                # PgBouncer these are set per transaction by the apply procedure instead.)
+                settings["search_path"] = ""
+                settings["lock_timeout"] = format_ms(self.options.lock_timeout_ms)
             try:
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
                     # Open them all up front: backend start-ups belong before the fan-out.
                     min_size=self.options.concurrency + 1,
                     max_size=self.options.concurrency + 1,
-                    server_settings={
-                        "application_name": "tenantmig",
-                        # Every query of ours is schema-qualified; migrations must be too.
-                        "search_path": "",
-                        "lock_timeout": format_ms(self.options.lock_timeout_ms),
-                    },
+                    server_settings=settings,
+                    # PgBouncer in transaction mode cannot keep named prepared statements.
+                    statement_cache_size=0 if self.pgbouncer else 100,
                 )
             except _CONNECT_ERRORS as exc:
                 raise DatabaseUnavailable(
@@ -394,6 +400,15 @@ class Engine:
                           time.perf_counter() - t0)
         run_steps = [m.up if direction == "up" else m.down for p in work for m in p.pending]
         steps = {str(step.path) for step in run_steps if step is not None}
+        if self.pgbouncer:
+            sessionful = sorted({Path(s.path).name for s in run_steps
+                                 if s is not None and not s.transactional})
+            if sessionful:
+                raise ConfigError(
+                    "through PgBouncer in transaction mode only transactional migrations can "
+                    "run; these hold a session (advisory lock, settings) and need a direct "
+                    "connection: " + ", ".join(sessionful)
+                )
         accepted = [f for f in self.check_safety() if f.path in steps]
         if accepted:
             arguments = {**(arguments or {}), "allowed": [

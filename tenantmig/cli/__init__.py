@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="start no new tenant once more than N have failed")
     execution.add_argument("--atomic-tenant", action="store_true", default=None,
                            help="all pending migrations of a tenant in one transaction")
+    common.add_argument("--pgbouncer", action="store_true", default=None,
+                        help="the DSN goes through PgBouncer in transaction pooling mode")
 
     parser = _Parser(
         prog="tenantmig",
@@ -150,6 +152,7 @@ def _config(args: argparse.Namespace) -> Config:
             "max_failures": getattr(args, "max_failures", None),
             "atomic_tenant": getattr(args, "atomic_tenant", None),
             "shared_schemas": args.shared_schema or None,
+            "pgbouncer": args.pgbouncer,
         },
         config_file=args.config,
     )
@@ -187,6 +190,7 @@ class _Session:
             on_outcome=self._on_outcome,
             on_run_start=self._on_run_start,
             shared_schemas=self.config.shared_schemas,
+            pgbouncer=self.config.pgbouncer,
         )
         self.engines.append(engine)
         return engine

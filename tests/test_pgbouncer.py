@@ -1,0 +1,179 @@
+"""Transactional migrations through PgBouncer in transaction pooling mode."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from helpers import create_tenants, fetch, fetchval
+
+import tenantmig
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+pytestmark = pytest.mark.skipif(
+    not Path(PGBOUNCER).exists(), reason="pgbouncer is not installed (.ci/run installs it)"
+)
+
+MIGRATIONS = {
+    "V1__tables.sql": """\
+        CREATE TABLE {{schema}}.items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+        CREATE TABLE {{schema}}.counter (v int PRIMARY KEY);
+        INSERT INTO {{schema}}.counter VALUES (1);
+        """,
+    "V2__column.sql": """\
+        -- tenantmig:lock-timeout=2s
+        ALTER TABLE {{schema}}.items ADD COLUMN note text;
+        INSERT INTO {{schema}}.counter VALUES (2);
+        """,
+    "V3__python.py": """\
+        async def up(ctx):
+            await ctx.execute("INSERT INTO {{schema}}.counter VALUES ($1)", 3)
+        """,
+    "V4__more.sql": """\
+        CREATE TABLE {{schema}}.more (id int);
+        INSERT INTO {{schema}}.counter VALUES (4);
+        """,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def bouncer(pg_server_dsn: str) -> Iterator[str]:
+    """A PgBouncer in transaction mode in front of the test server, with few server
+    connections so that clients really share them; yields its DSN (without database)."""
+    server = urlsplit(pg_server_dsn)
+    workdir = Path(tempfile.mkdtemp(prefix="tenantmig-pgbouncer-"))
+    port = _free_port()
+    ini = workdir / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        f"* = host={server.hostname} port={server.port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"unix_socket_dir = {workdir}\n"
+        "auth_type = trust\n"
+        f"auth_file = {workdir}/users.txt\n"
+        "pool_mode = transaction\n"
+        "default_pool_size = 3\n"
+        "max_client_conn = 200\n"
+        f"logfile = {workdir}/pgbouncer.log\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    user_name = server.username or "postgres"
+    (workdir / "users.txt").write_text(f'"{user_name}" ""\n')
+    command = [PGBOUNCER, str(ini)]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        user = pwd.getpwnam("postgres")
+        os.chown(workdir, user.pw_uid, user.pw_gid)
+        for f in (ini, workdir / "users.txt"):
+            os.chown(f, user.pw_uid, user.pw_gid)
+        command = ["runuser", "-u", "postgres", "--", *command]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = workdir / "pgbouncer.log"
+                    output = log.read_text() if log.exists() else ""
+                    raise RuntimeError(f"pgbouncer did not start: {output}") from None
+                time.sleep(0.05)
+        yield f"postgresql://{user_name}@127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def through(bouncer: str, dsn: str) -> str:
+    return f"{bouncer}{urlsplit(dsn).path}"
+
+
+async def assert_exactly_once(dsn: str, tenants: list[str]) -> None:
+    for t in tenants:
+        q = '"' + t.replace('"', '""') + '"'
+        versions = [r[0] for r in await fetch(dsn, f"SELECT version FROM {q}.tenantmig_history "
+                                                    "ORDER BY version")]
+        assert versions == [1, 2, 3, 4], t
+        counter = [r[0] for r in await fetch(dsn, f"SELECT v FROM {q}.counter ORDER BY v")]
+        assert counter == [1, 2, 3, 4], t
+
+
+async def test_two_runners_through_pgbouncer_apply_each_version_once(
+    dsn: str, bouncer: str, make_migrations: Any
+) -> None:
+    folder = make_migrations(MIGRATIONS)
+    tenants = [f"tenant_{i:02d}" for i in range(30)] + ["tenant_O'Brien \"x\""]
+    await create_tenants(dsn, tenants)
+    pooled = through(bouncer, dsn)
+    a = tenantmig.Engine(pooled, migrations=folder, concurrency=4, pgbouncer=True)
+    b = tenantmig.Engine(pooled, migrations=folder, concurrency=4, pgbouncer=True)
+    try:
+        ra, rb = await asyncio.gather(a.upgrade(), b.upgrade())
+    finally:
+        await a.close()
+        await b.close()
+    assert ra.ok and rb.ok, [(o.tenant, o.message) for o in (*ra.failed, *rb.failed)]
+    await assert_exactly_once(dsn, tenants)
+    # Nothing leaked into the shared server connections: a new client through the same
+    # bouncer sees the default search_path and lock_timeout, and no advisory lock is held.
+    conn = await asyncpg.connect(pooled, statement_cache_size=0)
+    try:
+        assert await conn.fetchval("SHOW search_path") == '"$user", public'
+        assert await conn.fetchval("SHOW lock_timeout") == "0"
+    finally:
+        await conn.close()
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_cli_through_pgbouncer_and_refusal_of_session_migrations(
+    dsn: str, bouncer: str, make_migrations: Any, tmp_path: Path
+) -> None:
+    folder = make_migrations(MIGRATIONS)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTMIG_")}
+    pooled = through(bouncer, dsn)
+    up = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tenantmig", "up", "--pgbouncer", "--dsn", pooled,
+         "--migrations", str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    await assert_exactly_once(dsn, ["tenant_a", "tenant_b"])
+
+    (folder / "V5__index.sql").write_text(
+        "-- tenantmig:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS more_id_idx ON {{schema}}.more (id);\n"
+    )
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tenantmig", "up", "--pgbouncer", "--dsn", pooled,
+         "--migrations", str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "V5__index.sql" in refused.stderr and "direct connection" in refused.stderr
+    assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.tenantmig_history") == 4
