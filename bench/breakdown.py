@@ -28,7 +28,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,13 @@ import structlog
 from run import (
     MIGRATIONS,
     CpuMeter,
+    PerTenant,
     build_template,
     checkpoint,
     cluster_tmpdir,
     drop_database,
     dsn_with_database,
+    fan_out,
     median,
     print_table,
     quote_ident,
@@ -59,30 +61,6 @@ APPLY = (
     f"CALL {control.apply_procedure('tenantmig')}($1::text, $2::bigint, $3::text, "
     "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean, $10::boolean)"
 )
-
-PerTenant = Callable[[Any, str], Awaitable[None]]
-
-
-async def fan_out(dsn: str, names: Sequence[str], concurrency: int, work: PerTenant) -> float:
-    """Like the raw floor: a pool, ``concurrency`` workers, a shared queue of tenants."""
-    t0 = time.perf_counter()
-    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
-    try:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        for name in names:
-            queue.put_nowait(name)
-
-        async def worker() -> None:
-            while not queue.empty():
-                tenant = queue.get_nowait()
-                async with pool.acquire() as conn:
-                    await work(conn, tenant)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        await pool.close()
-    return time.perf_counter() - t0
-
 
 async def raw(conn: Any, tenant: str) -> None:
     for sql in STATEMENTS:

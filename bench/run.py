@@ -231,9 +231,11 @@ def write_migrations(directory: Path) -> None:
 # --- the raw floor ------------------------------------------------------------------------
 
 
-async def raw_floor(dsn: str, names: Sequence[str], concurrency: int) -> float:
-    """Seconds for the five statements on every tenant, plain asyncpg, autocommit."""
-    statements = [sql for _, sql in MIGRATIONS]
+PerTenant = Callable[[Any, str], Awaitable[None]]
+
+
+async def fan_out(dsn: str, names: Sequence[str], concurrency: int, work: PerTenant) -> float:
+    """Seconds for *work* on every tenant: a pool, ``concurrency`` workers, a shared queue."""
     t0 = time.perf_counter()
     pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
     try:
@@ -245,13 +247,23 @@ async def raw_floor(dsn: str, names: Sequence[str], concurrency: int) -> float:
             while not queue.empty():
                 tenant = queue.get_nowait()
                 async with pool.acquire() as conn:
-                    for sql in statements:
-                        await conn.execute(render(sql, tenant))
+                    await work(conn, tenant)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         await pool.close()
     return time.perf_counter() - t0
+
+
+async def raw_floor(dsn: str, names: Sequence[str], concurrency: int) -> float:
+    """Seconds for the five statements on every tenant, plain asyncpg, autocommit."""
+    statements = [sql for _, sql in MIGRATIONS]
+
+    async def work(conn: Any, tenant: str) -> None:
+        for sql in statements:
+            await conn.execute(render(sql, tenant))
+
+    return await fan_out(dsn, names, concurrency, work)
 
 
 # --- tenantmig ----------------------------------------------------------------------------

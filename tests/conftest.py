@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Protocol
 
-import asyncpg
 import pytest
-from helpers import dsn_with_database, quote_ident
+from helpers import fresh_database
 
 from tenantmig._cluster import LocalCluster
 
@@ -54,20 +53,8 @@ def pg_server_dsn(pg_cluster: LocalCluster | None) -> str:
 @pytest.fixture
 async def dsn(pg_server_dsn: str) -> AsyncIterator[str]:
     """A fresh, empty database for this test; dropped afterwards."""
-    name = f"tm_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(pg_server_dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    finally:
-        await conn.close()
-    try:
-        yield dsn_with_database(pg_server_dsn, name)
-    finally:
-        conn = await asyncpg.connect(pg_server_dsn)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-        finally:
-            await conn.close()
+    async with fresh_database(pg_server_dsn, f"tm_{secrets.token_hex(6)}") as database:
+        yield database
 
 
 @pytest.fixture

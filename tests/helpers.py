@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -14,6 +15,7 @@ __all__ = [
     "execute",
     "fetch",
     "fetchval",
+    "fresh_database",
     "quote_ident",
     "relations",
     "schemas",
@@ -127,3 +129,21 @@ async def execute(dsn: str, sql: str, *args: Any) -> None:
         await conn.execute(sql, *args)
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_dsn: str, name: str) -> AsyncIterator[str]:
+    """Create database *name* on the server, yield its DSN, drop it (WITH FORCE) after."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+    try:
+        yield dsn_with_database(server_dsn, name)
+    finally:
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        finally:
+            await conn.close()

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import create_tenants, quote_ident, relations, schemas
+from helpers import create_tenants, fresh_database, quote_ident, relations, schemas
 
 # A DSN nobody listens on, with a password that must never be shown.
 CLOSED_DSN = "postgresql://u:s3cret@127.0.0.1:1/db"
@@ -1074,22 +1074,8 @@ def with_password(dsn: str) -> str:
 
 @pytest.fixture
 async def second_db(pg_server_dsn: str, dsn: str) -> Any:
-    from helpers import dsn_with_database
-
-    name = dsn.rsplit("/", 1)[1] + "_b"
-    conn = await asyncpg.connect(pg_server_dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    finally:
-        await conn.close()
-    try:
-        yield dsn_with_database(pg_server_dsn, name)
-    finally:
-        conn = await asyncpg.connect(pg_server_dsn)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-        finally:
-            await conn.close()
+    async with fresh_database(pg_server_dsn, dsn.rsplit("/", 1)[1] + "_b") as database:
+        yield database
 
 
 async def test_fleet_and_password_never_shown(dsn: str, second_db: str, project: Path) -> None:
