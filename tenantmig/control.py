@@ -24,6 +24,14 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
 APPLY_PROCEDURE = "apply_v2"
+CLAIM_FUNCTION = "claim_v3"
+EXPECT_FUNCTION = "expect_v3"
+
+# Raised by the claim and expect functions (see _claim_sql).
+SQLSTATE_BUSY = "TM001"
+"""Another runner holds the tenant: nothing ran; try again later."""
+SQLSTATE_CHANGED = "TM002"
+"""The tenant's history changed since it was planned: re-read it and go on from there."""
 
 _CONTROL_LOCK_NAMESPACE = b"tenantmig:control:"
 _TENANT_LOCK_NAMESPACE = b"tenantmig:tenant:"
@@ -45,6 +53,65 @@ def control_lock_key(control_schema: str) -> int:
 
 def apply_procedure(control_schema: str) -> str:
     return f"{quote_ident(control_schema)}.{APPLY_PROCEDURE}"
+
+
+def claim_function(control_schema: str) -> str:
+    return f"{quote_ident(control_schema)}.{CLAIM_FUNCTION}"
+
+
+def expect_function(control_schema: str) -> str:
+    return f"{quote_ident(control_schema)}.{EXPECT_FUNCTION}"
+
+
+def _claim_sql(control_schema: str) -> list[str]:
+    """The two functions of a batch (see ``executor``): take the tenant, check its history.
+
+    ``claim`` takes the tenant's session-level advisory lock, trying, never waiting (a
+    statement waiting here would hold a snapshot that another runner's CREATE INDEX
+    CONCURRENTLY waits for), and raises ``SQLSTATE_BUSY`` when another runner holds it;
+    it also restores an empty ``search_path`` and the run's lock timeout.
+    ``expect`` runs in the next statement, so its history re-read sees what was committed
+    before the lock was ours: when a version to apply is already there (or, undoing, one
+    to undo is gone) it lets the tenant go and raises ``SQLSTATE_CHANGED``.
+    """
+    return [
+        f"""
+CREATE OR REPLACE FUNCTION {claim_function(control_schema)}(p_lock bigint)
+RETURNS void LANGUAGE plpgsql AS $tenantmig$
+BEGIN
+    IF NOT pg_catalog.pg_try_advisory_lock(p_lock) THEN
+        RAISE EXCEPTION 'tenant is being migrated by another runner'
+            USING ERRCODE = '{SQLSTATE_BUSY}';
+    END IF;
+    -- The connection serves tenant after tenant: put back what a migration may have
+    -- changed (the run's lock timeout is primed as tenantmig.lock_timeout).
+    IF pg_catalog.current_setting('search_path') <> '' THEN
+        PERFORM pg_catalog.set_config('search_path', '', false);
+    END IF;
+    IF pg_catalog.current_setting('lock_timeout')
+            <> pg_catalog.current_setting('tenantmig.lock_timeout', true) THEN
+        PERFORM pg_catalog.set_config('lock_timeout',
+            pg_catalog.current_setting('tenantmig.lock_timeout'), false);
+    END IF;
+END
+$tenantmig$
+""",
+        f"""
+CREATE OR REPLACE FUNCTION {expect_function(control_schema)}(
+    p_lock bigint, p_found bigint[], p_todo bigint[], p_undo boolean
+)
+RETURNS void LANGUAGE plpgsql AS $tenantmig$
+BEGIN
+    IF pg_catalog.cardinality(p_found)
+            <> (CASE WHEN p_undo THEN pg_catalog.cardinality(p_todo) ELSE 0 END) THEN
+        PERFORM pg_catalog.pg_advisory_unlock(p_lock);
+        RAISE EXCEPTION 'tenant history changed since it was read'
+            USING ERRCODE = '{SQLSTATE_CHANGED}';
+    END IF;
+END
+$tenantmig$
+""",
+    ]
 
 
 def _apply_procedure_sql(control_schema: str) -> str:
@@ -200,6 +267,9 @@ def _control_ddl(control_schema: str) -> list[str]:
             PRIMARY KEY (tenant, version, name)
         )""",
         _apply_procedure_sql(control_schema),
+        # Last: control_exists looks for it, so a control schema of an older release
+        # gets the newer objects.
+        *_claim_sql(control_schema),
     ]
 
 
@@ -226,7 +296,7 @@ async def control_exists(conn: Any, control_schema: str) -> bool:
     A query on the catalogs, not ``to_regprocedure``: its MVCC snapshot sees what another
     runner committed while we waited for the control lock; the catalog caches may not.
     """
-    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, APPLY_PROCEDURE))
+    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, EXPECT_FUNCTION))
 
 
 async def ensure_control(conn: Any, control_schema: str) -> None:

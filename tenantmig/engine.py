@@ -117,6 +117,7 @@ class Engine:
             control_schema=control_schema,
             retry_initial_wait=retry_wait[0],
             retry_max_wait=retry_wait[1],
+            session=not pgbouncer,
         )
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start

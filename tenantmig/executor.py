@@ -1,10 +1,12 @@
 """Executor: bounded fan-out over tenants, each on its own pooled connection.
 
-Per tenant, per migration (or per group of migrations with ``atomic_tenant``):
+Each worker holds one pooled connection and takes tenant after tenant. Per tenant, per
+migration (or per group of migrations with ``atomic_tenant``):
 
-* transactional SQL goes to the control schema's apply function in one round trip:
-  tenant advisory lock, lock timeout, empty ``search_path``, history re-read under the
-  lock, the migration, its history row, all in one transaction;
+* transactional SQL goes in one round trip per tenant (see ``batch``): the tenant's
+  session advisory lock, the history re-read under it, then each migration in its own
+  transaction with its history row; through PgBouncer (no session) the control schema's
+  apply procedure does the same per transaction;
 * transactional Python runs the same steps from the client in one transaction;
 * non-transactional migrations hold the tenant's session advisory lock, drop INVALID
   indexes a previous attempt left behind, run statement by statement, then record.
@@ -34,10 +36,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from . import history
+from . import batch, history
 from ._sql import quote_ident
 from .context import MigrationContext
-from .control import apply_procedure, tenant_lock_key
+from .control import SQLSTATE_BUSY, SQLSTATE_CHANGED, apply_procedure, tenant_lock_key
 from .durations import format_ms
 from .plan import TenantPlan
 from .source import Migration, Step
@@ -88,6 +90,9 @@ class ExecOptions:
     retry_initial_wait: float = 0.1
     retry_max_wait: float = 5.0
     reconnect_window: float = 30.0
+    session: bool = True
+    """Connections keep session state (False through PgBouncer in transaction mode): the
+    tenant's SQL migrations then go in one batch per tenant."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class _Unit:
     each in its own transaction in one round trip (``each``), or one migration alone."""
 
     kind: str
-    """``single``, ``atomic`` or ``each``."""
+    """``single``, ``atomic``, ``each`` or ``batch``."""
     migrations: list[Migration] = field(default_factory=list)
 
 
@@ -128,26 +133,24 @@ class _Progress:
     done: list[int] = field(default_factory=list)
 
 
-def _units(pending: Sequence[Migration], atomic: bool, direction: str) -> list[_Unit]:
+def _units(
+    pending: Sequence[Migration], atomic: bool, direction: str, session: bool = True
+) -> list[_Unit]:
     units: list[_Unit] = []
     for m in pending:
         step = m.up if direction == "up" else m.down
         transactional = step.transactional if step is not None else True
         sql = step is not None and step.sql is not None
         plain = transactional and sql and step is not None and step.statement_timeout_ms is None
+        kind = ("atomic" if atomic and transactional
+                else "single" if atomic or not plain
+                else "batch" if session and step is not None and step.batchable
+                else "each")
         last = units[-1] if units else None
-        if atomic and transactional:
-            if last is not None and last.kind == "atomic":
-                last.migrations.append(m)
-            else:
-                units.append(_Unit("atomic", [m]))
-        elif not atomic and plain:
-            if last is not None and last.kind == "each":
-                last.migrations.append(m)
-            else:
-                units.append(_Unit("each", [m]))
+        if kind != "single" and last is not None and last.kind == kind:
+            last.migrations.append(m)
         else:
-            units.append(_Unit("single", [m]))
+            units.append(_Unit(kind, [m]))
     return units
 
 
@@ -183,6 +186,7 @@ class Executor:
         self._on_cancelled = on_cancelled
         self._partial: dict[str, TenantOutcome] = {}
         self._options = options
+        self._prime_args: tuple[object, ...] = ()
         self._run_id = run_id
         self._on_outcome = on_outcome
         self._direction = direction
@@ -206,13 +210,31 @@ class Executor:
         """Apply every plan's pending migrations; return one outcome per plan, in order."""
         outcomes: dict[str, TenantOutcome] = {}
         queue = iter(plans)
+        self._prime_args = batch.prime_args(
+            self._run_id,
+            format_ms(self._options.lock_timeout_ms),
+            {
+                (m.version, m.description, m.checksum,
+                 None if step.lock_timeout_ms is None else self._lock_timeout(step))
+                for p in plans for m in p.pending
+                for step in [m.up if self._direction == "up" else m.down]
+                if step is not None and step.batchable
+            },
+        )
 
         async def worker() -> None:
+            box = _Connection(self._pool)
+            try:
+                await work(box)
+            finally:
+                await box.release()
+
+        async def work(box: _Connection) -> None:
             while not self._stopping:
                 plan = next(queue, None)
                 if plan is None:
                     return
-                outcome = await self._tenant(plan, target)
+                outcome = await self._tenant(plan, target, box)
                 outcomes[plan.tenant] = outcome
                 if outcome.status == "failed":
                     self._failures += 1
@@ -238,7 +260,8 @@ class Executor:
 
     # --- one tenant -----------------------------------------------------------------
 
-    async def _tenant(self, plan: TenantPlan, target: int | None) -> TenantOutcome:
+    async def _tenant(self, plan: TenantPlan, target: int | None,
+                      box: _Connection) -> TenantOutcome:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
         tenant_log = log.bind(run_id=self._run_id, tenant=plan.tenant)
@@ -247,9 +270,10 @@ class Executor:
         applied: list[int] = []
         attempts = 0
         failure: tuple[int, BaseException] | None = None
-        box = _Connection(self._pool)
+        state = _TenantState(plan.has_history)
         try:
-            for unit in _units(plan.pending, self._options.atomic_tenant, self._direction):
+            for unit in _units(plan.pending, self._options.atomic_tenant, self._direction,
+                               self._options.session):
                 if self._on_cancelled is not None:
                     self._partial[plan.tenant] = TenantOutcome(
                         plan.tenant, "pending", plan.current, reached, target,
@@ -257,9 +281,11 @@ class Executor:
                     )
                 progress = _Progress(unit.migrations[0].version)
                 tries, error = await self._unit_with_retries(plan.tenant, unit, box,
-                                                             tenant_log, progress)
+                                                             tenant_log, progress, state)
                 attempts += tries
                 applied.extend(progress.done)
+                if progress.done and self._direction == "up":
+                    state.has_history = True
                 finished = progress.done if error is not None else [
                     m.version for m in unit.migrations
                 ]
@@ -280,7 +306,6 @@ class Executor:
             raise
         finally:
             self._partial.pop(plan.tenant, None)
-            await box.release()
         status = "succeeded" if failure is None else "failed"
         sqlstate = getattr(failure[1], "sqlstate", None) if failure else None
         if failure is not None:
@@ -305,7 +330,8 @@ class Executor:
         )
 
     async def _unit_with_retries(
-        self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any, progress: _Progress
+        self, tenant: str, unit: _Unit, box: _Connection, tenant_log: Any, progress: _Progress,
+        state: _TenantState,
     ) -> tuple[int, BaseException | None]:
         """Apply one unit with retries: (attempts, final error or None); *progress* says
         which versions were committed and which one was being applied."""
@@ -316,7 +342,10 @@ class Executor:
             attempts += 1
             conn = await box.get()
             try:
-                await self._unit(conn, tenant, unit, tenant_log, progress)
+                if unit.kind == "batch":
+                    await self._apply_batch(box, conn, tenant, unit, progress, state)
+                else:
+                    await self._unit(conn, tenant, unit, tenant_log, progress)
             except Exception as exc:
                 if is_connection_loss(exc) or await _is_closed(conn):
                     with contextlib.suppress(Exception):
@@ -429,6 +458,110 @@ class Executor:
                                                        tenant_log):
                     done.append(migration.version)
         progress.done.extend(done)
+
+    async def _apply_batch(
+        self,
+        box: _Connection,
+        conn: Any,
+        tenant: str,
+        unit: _Unit,
+        progress: _Progress,
+        state: _TenantState,
+    ) -> None:
+        """The unit's migrations in one batch (see ``batch``). While another runner holds
+        the tenant, wait and try again; when the history changed since it was read, go on
+        from what is left; on a real error, record what committed and raise."""
+        undo = self._direction == "down"
+        key = tenant_lock_key(tenant)
+        if not box.primed:
+            await conn.execute(batch.PRIME_SQL, *self._prime_args)
+            box.primed = True
+        todo = [(m, self._step(m)) for m in unit.migrations]
+        wait = _LOCK_POLL_FIRST
+        replans = 0
+        if not state.known:
+            # An earlier attempt lost its connection: what did it commit?
+            present, state.has_history = await self._reread(conn, tenant, todo)
+            progress.done.extend(m.version for m, _ in todo if m.version not in progress.done
+                                 and self._committed_by_us(m.version, present, undo))
+            todo = [(m, s) for m, s in todo if (m.version in present) == undo]
+            state.known = True
+        while todo:
+            progress.version = todo[0][0].version
+            work = batch.build(
+                self._options.control_schema,
+                tenant,
+                key,
+                [batch.Item(m.version, s.render(tenant), s.lock_timeout_ms is not None)
+                 for m, s in todo],
+                undo=undo,
+                has_history=state.has_history,
+            )
+            try:
+                await conn.execute(work.sql)
+            except asyncpg.PostgresError as exc:
+                state.known = False
+                if is_connection_loss(exc):
+                    raise
+                if conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+                if exc.sqlstate == SQLSTATE_BUSY:
+                    state.known = True
+                    await anyio.sleep(wait)
+                    wait = min(wait * 2, _LOCK_POLL_MAX)
+                    continue
+                await conn.execute(batch.UNLOCK_IF_HELD, key)
+                had_history = state.has_history
+                present, state.has_history = await self._reread(conn, tenant, todo)
+                state.known = True
+                # Versions this run committed are ours; any other run's means another
+                # runner got there between our read and our lock (the history's re-read
+                # is skipped for a tenant without one: creating it then fails instead).
+                ours = [m.version for m, _ in todo
+                        if self._committed_by_us(m.version, present, undo)]
+                foreign = not undo and any(
+                    m.version in present and present[m.version] != self._run_id
+                    for m, _ in todo)
+                progress.done.extend(v for v in ours if v not in progress.done)
+                todo = [(m, s) for m, s in todo if (m.version in present) == undo]
+                appeared = not had_history and state.has_history and not ours
+                if exc.sqlstate == SQLSTATE_CHANGED or foreign or appeared:
+                    replans += 1
+                    if replans > _MAX_REPLANS:
+                        raise
+                    continue
+                failing = work.version_at(getattr(exc, "position", None))
+                left = [m.version for m, _ in todo]
+                progress.version = failing if failing in left else (
+                    left[0] if left else progress.version)
+                raise
+            except BaseException:
+                state.known = False
+                raise
+            progress.done.extend(m.version for m, _ in todo)
+            if not undo:
+                state.has_history = True
+            return
+
+    def _committed_by_us(self, version: int, present: dict[int, str | None],
+                         undo: bool) -> bool:
+        if undo:
+            return version not in present
+        return version in present and present[version] == self._run_id
+
+    async def _reread(
+        self, conn: Any, tenant: str, todo: Sequence[tuple[Migration, Step]]
+    ) -> tuple[dict[int, str | None], bool]:
+        """Which of *todo* are in the tenant's history now (with the run that applied
+        them), and whether it has a history table."""
+        if not await self._has_history(conn, tenant):
+            return {}, False
+        rows = await conn.fetch(
+            f"SELECT version, run_id FROM {history.table(tenant)} "
+            "WHERE version = ANY($1::bigint[])",
+            [m.version for m, _ in todo],
+        )
+        return {r["version"]: r["run_id"] for r in rows}, True
 
     async def _apply_each(
         self,
@@ -670,12 +803,28 @@ class Executor:
             )
 
 
+@dataclass
+class _TenantState:
+    has_history: bool
+    """As last known: whether the tenant has its history table."""
+    known: bool = True
+    """False after a batch ended without an answer (connection lost, cancelled): what it
+    committed must be read back first."""
+
+
+# How often a tenant's batch may find its history changed by another runner in a row.
+_MAX_REPLANS = 100
+
+
 class _Connection:
-    """The one pooled connection a tenant uses, replaced when it breaks."""
+    """The pooled connection a worker uses for tenant after tenant, replaced when it
+    breaks."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._conn: Any = None
+        self.primed = False
+        """The run's session settings are set (``batch.PRIME_SQL``)."""
 
     async def get(self) -> Any:
         if self._conn is not None and await _is_closed(self._conn):
@@ -689,6 +838,7 @@ class _Connection:
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
+        self.primed = False
         if conn is not None:
             with anyio.CancelScope(shield=True):
                 try:

@@ -71,6 +71,10 @@ class Step:
     placeholders_in_strings: frozenset[int] = frozenset()
     """Offsets of ``{{schema}}`` inside string literals (quotes doubled there too)."""
 
+    batchable: bool = False
+    """Transactional SQL that can share one round trip with its neighbours: it parses, and
+    no statement of it controls the transaction or changes a session setting."""
+
     def render(self, schema: str) -> str:
         """The SQL for one tenant."""
         if self.sql is None:
@@ -334,6 +338,22 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         statement_timeout_ms=header.statement_timeout_ms,
         allows=tuple(allows),
         placeholders_in_strings=_in_strings(text),
+        batchable=header.transactional and len(problems) == before and _batchable(text),
+    )
+
+
+# Statements a batch cannot carry: they would end the batch's transaction or change the
+# session that later tenants run on.
+_UNBATCHABLE = frozenset({"TransactionStmt", "VariableSetStmt", "DiscardStmt"})
+
+
+def _batchable(text: str) -> bool:
+    try:
+        parsed = pglast.parse_sql(render(text, "x"))
+    except Exception:  # the server reports the syntax error, naming this migration
+        return False
+    return bool(parsed) and not any(
+        type(raw.stmt).__name__ in _UNBATCHABLE for raw in parsed
     )
 
 

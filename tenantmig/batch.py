@@ -1,0 +1,159 @@
+"""A tenant's transactional SQL migrations in one round trip, as one simple query.
+
+The batch for one tenant reads::
+
+    BEGIN;
+    SELECT tenantmig.claim_v3(<lock key>);               -- the tenant, or SQLSTATE TM001
+    CREATE TABLE "t".tenantmig_history (...);           -- no history table yet, or
+    SELECT tenantmig.expect_v3(<key>, ARRAY(...), ...);  -- its re-read under the lock
+    <migration 1>
+    ;
+    INSERT INTO "t".tenantmig_history ... ; COMMIT;
+    BEGIN; <migration 2> ; INSERT ... ; COMMIT;
+    ...
+    SELECT pg_catalog.pg_advisory_unlock(<lock key>);
+
+Each migration commits on its own, with its history row, under the tenant's session-level
+advisory lock, taken once. The server stops at the first error and rolls back the
+migration it was in; the executor then re-reads the history under the lock it still
+holds to learn what committed, and lets the tenant go.
+
+Text values never enter the batch: the run id, the descriptions, checksums and non-default
+lock timeouts are session settings of the connection (``tenantmig.*``), set once per run
+with query parameters (:data:`PRIME_SQL`). The batch holds quoted identifiers, integers
+and the migrations' own SQL.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from . import history
+from .control import claim_function, expect_function
+
+PRIME_SQL = """
+SELECT pg_catalog.set_config('search_path', '', false),
+       pg_catalog.set_config('lock_timeout', $1, false),
+       pg_catalog.set_config('tenantmig.lock_timeout', $1, false),
+       pg_catalog.set_config('tenantmig.run_id', $2, false),
+       (SELECT count(pg_catalog.set_config('tenantmig.d' || v, d, false))
+             + count(pg_catalog.set_config('tenantmig.c' || v, c, false))
+        FROM unnest($3::bigint[], $4::text[], $5::text[]) AS u(v, d, c)),
+       (SELECT count(pg_catalog.set_config('tenantmig.lt' || v, t, false))
+        FROM unnest($6::bigint[], $7::text[]) AS u(v, t))
+"""
+"""Parameters: session lock timeout, run id, versions, descriptions, checksums, versions
+with their own lock timeout, those timeouts."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One migration of a batch."""
+
+    version: int
+    sql: str
+    """Rendered for the tenant."""
+    own_lock_timeout: bool = False
+    """Its lock timeout differs from the session's (``tenantmig.lt<version>``)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    sql: str
+    starts: tuple[int, ...]
+    """Where each part of :attr:`sql` starts (0-based character offsets)."""
+    versions: tuple[int | None, ...]
+    """The migration each part belongs to; None for the batch's own statements."""
+
+    def version_at(self, position: str | int | None) -> int | None:
+        """The migration an error position (1-based, in characters) falls in."""
+        try:
+            offset = int(position) - 1 if position is not None else -1
+        except ValueError:
+            return None
+        if offset < 0:
+            return None
+        return self.versions[bisect.bisect_right(self.starts, offset) - 1]
+
+
+def build(
+    control_schema: str,
+    tenant: str,
+    lock_key: int,
+    items: Sequence[Item],
+    *,
+    undo: bool,
+    has_history: bool,
+) -> Batch:
+    """The batch applying (or undoing) *items* in *tenant*, in order."""
+    table = history.table(tenant)
+    todo = "ARRAY[" + ",".join(str(int(i.version)) for i in items) + "]::bigint[]"
+    parts: list[tuple[str, int | None]] = [
+        (f"BEGIN;\nSELECT {claim_function(control_schema)}({int(lock_key)});\n", None)
+    ]
+    if has_history:
+        parts.append((
+            f"SELECT {expect_function(control_schema)}({int(lock_key)}, "
+            f"ARRAY(SELECT version FROM {table} WHERE version = ANY ({todo})), {todo}, "
+            f"{'true' if undo else 'false'});\n",
+            None,
+        ))
+    elif not undo:
+        parts.append((f"CREATE TABLE {table} ({history.HISTORY_COLUMNS});\n", None))
+    for index, item in enumerate(items):
+        v = int(item.version)
+        head = "" if index == 0 else "BEGIN;\n"
+        if item.own_lock_timeout:
+            head += (f"SELECT pg_catalog.set_config('lock_timeout', "
+                     f"pg_catalog.current_setting('tenantmig.lt{v}'), true);\n")
+        if undo:
+            record = f"DELETE FROM {table} WHERE version = {v};\n"
+        else:
+            record = (
+                f"INSERT INTO {table} (version, description, checksum, applied_at, "
+                f"duration_ms, run_id) VALUES ({v}, "
+                f"pg_catalog.current_setting('tenantmig.d{v}'), "
+                f"pg_catalog.current_setting('tenantmig.c{v}'), pg_catalog.now(), "
+                "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) "
+                "* 1000)::integer, pg_catalog.current_setting('tenantmig.run_id'));\n"
+            )
+        # The newline ends a trailing -- comment; the semicolon a last statement without one.
+        parts.append((f"{head}{item.sql}\n;\n{record}COMMIT;\n", v))
+    parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)});\n", None))
+    starts: list[int] = []
+    offset = 0
+    for text, _ in parts:
+        starts.append(offset)
+        offset += len(text)
+    return Batch("".join(t for t, _ in parts), tuple(starts), tuple(v for _, v in parts))
+
+
+def prime_args(
+    run_id: str,
+    lock_timeout: str,
+    migrations: Iterable[tuple[int, str, str, str | None]],
+) -> tuple[object, ...]:
+    """Arguments of :data:`PRIME_SQL` for (version, description, checksum, own lock
+    timeout or None) of every migration a run may batch."""
+    rows = sorted(set(migrations))
+    own = [(v, t) for v, _, _, t in rows if t is not None]
+    return (
+        lock_timeout,
+        run_id,
+        [v for v, _, _, _ in rows],
+        [d for _, d, _, _ in rows],
+        [c for _, _, c, _ in rows],
+        [v for v, _ in own],
+        [t for _, t in own],
+    )
+
+
+UNLOCK_IF_HELD = """
+SELECT pg_catalog.pg_advisory_unlock($1) FROM pg_catalog.pg_locks
+WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
+  AND objsubid = 1 AND classid = (($1 >> 32) & 4294967295)::oid
+  AND objid = ($1 & 4294967295)::oid
+"""
+"""Let the tenant go if this session holds its lock (a batch that failed half-way)."""
