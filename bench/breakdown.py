@@ -14,6 +14,9 @@ same database, with the same concurrency, on a throwaway cluster (tmpfs by defau
                      from a bare asyncpg loop (no engine);
 * ``apply-fn-1call`` the same procedure, all five migrations in one call per tenant (a
                      COMMIT after each, as ``tenantmig up`` does);
+* ``batch``          what ``tenantmig up`` sends per tenant: the run's settings, then one
+                     multi-statement batch (session lock, history table, each migration in
+                     its own transaction with its history row), from a bare asyncpg loop;
 * ``tenantmig``      ``Engine.upgrade()``; ``tenantmig-atomic``: with ``atomic_tenant=True``.
 
 Reports median wall seconds and CPU seconds of the client (this process) and of the server.
@@ -52,7 +55,7 @@ from run import (
     write_migrations,
 )
 
-from tenantmig import Engine, control
+from tenantmig import Engine, batch, control
 from tenantmig.history import HISTORY_COLUMNS, HISTORY_TABLE
 
 DB = "bench_breakdown"
@@ -123,6 +126,19 @@ async def apply_fn_one_call(conn: Any, tenant: str) -> None:
     )
 
 
+async def batch_call(conn: Any, tenant: str) -> None:
+    # The pool resets settings on release, so they are set per tenant here (tenantmig
+    # sets them once per connection and run).
+    versions = range(1, len(STATEMENTS) + 1)
+    await conn.execute(batch.PRIME_SQL, *batch.prime_args(
+        "r", "5s", [(v, "d", "c", None) for v in versions]))
+    work = batch.build("tenantmig", tenant, control.tenant_lock_key(tenant),
+                       [batch.Item(v, render(s, tenant))
+                        for v, s in zip(versions, STATEMENTS, strict=True)],
+                       undo=False, has_history=False)
+    await conn.execute(work.sql)
+
+
 async def engine_up(dsn: str, migrations: Path, concurrency: int, atomic: bool) -> float:
     t0 = time.perf_counter()
     async with Engine(
@@ -183,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("+bookkeeping", floor(plus_bookkeeping)),
             ("apply-fn", floor(apply_fn)),
             ("apply-fn-1call", floor(apply_fn_one_call)),
+            ("batch", floor(batch_call)),
             ("tenantmig", tm(False)),
             ("tenantmig-atomic", tm(True)),
         ]

@@ -293,6 +293,17 @@ def probe_cli() -> str | None:
     return None
 
 
+def compile_bytecode() -> None:
+    """Write tenantmig's bytecode, as ``pip install`` does. An editable install under
+    PYTHONDONTWRITEBYTECODE (set on the development machine) would otherwise compile every
+    module at every CLI start, about 50 ms that no installed copy pays."""
+    import compileall
+
+    import tenantmig
+
+    compileall.compile_dir(str(Path(tenantmig.__file__).parent), quiet=1)
+
+
 def cli_startup_seconds() -> float:
     """Wall time of ``python -m tenantmig --help``: interpreter start plus imports."""
     t0 = time.perf_counter()
@@ -892,6 +903,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Python {machine['python']}, {machine['postgres'].split(' on ')[0]}"
         )
         print(f"tenantmig run through: {mode_note}")
+        if mode == "cli":
+            compile_bytecode()
         startup = cli_startup_seconds() if mode == "cli" else None
         if startup is not None:
             print(f"CLI startup (python -m tenantmig --help): {startup:.2f}s")

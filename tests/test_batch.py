@@ -1,0 +1,89 @@
+"""A tenant's SQL migrations in one batch: what a failure half-way reports, what stays out
+of a batch, and that one connection serving tenant after tenant keeps the schema guard."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MakeMigrations
+from helpers import create_tenants, fetch, fetchval, quote_ident
+
+from tenantmig import Engine, batch, load_migrations
+
+
+async def versions(dsn: str, tenant: str) -> list[int]:
+    rows = await fetch(dsn, f"SELECT version FROM {quote_ident(tenant)}.tenantmig_history "
+                       "ORDER BY version")
+    return [r["version"] for r in rows]
+
+
+def test_error_position_names_the_migration() -> None:
+    work = batch.build("tenantmig", "tenant_a", 42,
+                       [batch.Item(1, "SELECT 1"), batch.Item(2, "SELEC 2")],
+                       undo=False, has_history=False)
+    offset = work.sql.index("SELEC 2") + 1  # PostgreSQL counts from 1
+    assert work.version_at(str(offset)) == 2
+    assert work.version_at(work.sql.index("SELECT 1") + 1) == 1
+    assert work.version_at(1) is None  # the batch's own BEGIN and claim
+    assert work.version_at(None) is None
+
+
+def test_only_plain_transactional_sql_is_batched(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({
+        "V1__plain.sql": "CREATE TABLE {{schema}}.a (id int);",
+        "V2__commits.sql": "CREATE TABLE {{schema}}.b (id int);\nCOMMIT;",
+        "V3__sets.sql": "SET lock_timeout = 0;\nCREATE TABLE {{schema}}.c (id int);",
+        "V4__broken.sql": "CREATE TABLE {{schema}}.d (id int",
+    })
+    batchable = {m.version: m.up.batchable for m in load_migrations(folder).migrations}
+    assert batchable == {1: True, 2: False, 3: False, 4: False}
+
+
+@pytest.mark.parametrize("broken", [
+    "CREATE TABLE {{schema}}.c (id int",                    # syntax: the whole batch is refused
+    "INSERT INTO {{schema}}.a VALUES (1), (NULL);",          # runtime: 23502
+])
+async def test_failure_half_way_names_the_failing_version(
+    dsn: str, make_migrations: MakeMigrations, broken: str
+) -> None:
+    folder = make_migrations({
+        "V1__a.sql": "CREATE TABLE {{schema}}.a (id int NOT NULL);",
+        "V2__b.sql": "CREATE TABLE {{schema}}.b (id int);",
+        "V3__broken.sql": broken,
+        "V4__d.sql": "CREATE TABLE {{schema}}.d (id int);",
+    })
+    await create_tenants(dsn, ["tenant_x"])
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False) as engine:
+        report = await engine.upgrade()
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed"
+    assert outcome.failing_version == 3
+    assert outcome.version_reached == 2
+    assert await versions(dsn, "tenant_x") == [1, 2]
+    row = await fetch(dsn, "SELECT failing_version, version_reached, sqlstate "
+                      "FROM tenantmig.ledger WHERE tenant = 'tenant_x'")
+    assert (row[0]["failing_version"], row[0]["version_reached"]) == (3, 2)
+    assert row[0]["sqlstate"] in ("42601", "23502")
+    # The tenant was let go: nothing holds its lock.
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_a_migration_changing_the_session_does_not_leak_to_the_next_tenant(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    # One worker, one connection, three tenants: V1 sets search_path and lock_timeout for
+    # its session; V2 forgets {{schema}} for one table, which must fail in every tenant
+    # rather than land in public.
+    folder = make_migrations({
+        "V1__sets.sql": "SET search_path = public;\nSET lock_timeout = 0;\n"
+                        "CREATE TABLE {{schema}}.a (id int);",
+        "V2__unqualified.sql": "CREATE TABLE {{schema}}.b (id int);\nCREATE TABLE c (id int);",
+    })
+    tenants = ["tenant_1", "tenant_2", "tenant_3"]
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False) as engine:
+        report = await engine.upgrade()
+    assert {o.tenant: (o.status, o.failing_version) for o in report.outcomes} == {
+        t: ("failed", 2) for t in tenants}
+    assert await fetchval(dsn, "SELECT to_regclass('public.c')") is None
+    for t in tenants:
+        assert await versions(dsn, t) == [1]
