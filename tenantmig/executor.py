@@ -39,7 +39,14 @@ from tenacity import (
 from . import batch, history
 from ._sql import quote_ident
 from .context import MigrationContext
-from .control import SQLSTATE_BUSY, SQLSTATE_CHANGED, apply_procedure, tenant_lock_key
+from .control import (
+    CLAIM_FUNCTION,
+    EXPECT_FUNCTION,
+    SQLSTATE_BUSY,
+    SQLSTATE_CHANGED,
+    apply_procedure,
+    tenant_lock_key,
+)
 from .durations import format_ms
 from .plan import TenantPlan
 from .source import Migration, Step
@@ -505,7 +512,7 @@ class Executor:
                     raise
                 if conn.is_in_transaction():
                     await conn.execute("ROLLBACK")
-                if exc.sqlstate == SQLSTATE_BUSY:
+                if _raised_by(exc, SQLSTATE_BUSY, CLAIM_FUNCTION):
                     state.known = True
                     await anyio.sleep(wait)
                     wait = min(wait * 2, _LOCK_POLL_MAX)
@@ -525,7 +532,7 @@ class Executor:
                 progress.done.extend(v for v in ours if v not in progress.done)
                 todo = [(m, s) for m, s in todo if (m.version in present) == undo]
                 appeared = not had_history and state.has_history and not ours
-                if exc.sqlstate == SQLSTATE_CHANGED or foreign or appeared:
+                if _raised_by(exc, SQLSTATE_CHANGED, EXPECT_FUNCTION) or foreign or appeared:
                     replans += 1
                     if replans > _MAX_REPLANS:
                         raise
@@ -801,6 +808,11 @@ class Executor:
             await conn.execute(
                 f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(tenant)}.{quote_ident(name)}"
             )
+
+
+def _raised_by(exc: asyncpg.PostgresError, sqlstate: str, function: str) -> bool:
+    """Whether *exc* is our own function's signal, not a migration raising the same code."""
+    return exc.sqlstate == sqlstate and function in (getattr(exc, "context", None) or "")
 
 
 @dataclass

@@ -3,6 +3,8 @@ of a batch, and that one connection serving tenant after tenant keeps the schema
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from conftest import MakeMigrations
 from helpers import create_tenants, fetch, fetchval, quote_ident
@@ -87,3 +89,19 @@ async def test_a_migration_changing_the_session_does_not_leak_to_the_next_tenant
     assert await fetchval(dsn, "SELECT to_regclass('public.c')") is None
     for t in tenants:
         assert await versions(dsn, t) == [1]
+
+
+async def test_a_migration_raising_our_internal_sqlstate_fails_normally(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "V1__a.sql": "CREATE TABLE {{schema}}.a (id int);",
+        "V2__raises.sql": "DO $$ BEGIN RAISE EXCEPTION 'mine' USING ERRCODE = 'TM001'; END $$;\n"
+                          "CREATE TABLE {{schema}}.b (id int);",
+    })
+    await create_tenants(dsn, ["tenant_x"])
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False) as engine:
+        report = await asyncio.wait_for(engine.upgrade(), 30)
+    (outcome,) = report.outcomes
+    assert (outcome.status, outcome.failing_version, outcome.sqlstate) == ("failed", 2, "TM001")
+    assert await versions(dsn, "tenant_x") == [1]
