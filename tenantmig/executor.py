@@ -609,11 +609,7 @@ class Executor:
         try:
             if await _is_closed(conn):
                 return
-            present = set(await conn.fetchval(
-                f"SELECT coalesce(array_agg(version), '{{}}') FROM {history.table(tenant)} "
-                "WHERE version = ANY($1::bigint[])",
-                [m.version for m, _ in todo],
-            ) if await self._has_history(conn, tenant) else [])
+            present, _ = await self._reread(conn, tenant, todo)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return
         for migration, _ in todo:
