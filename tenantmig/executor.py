@@ -488,11 +488,7 @@ class Executor:
         replans = 0
         if not state.known:
             # An earlier attempt lost its connection: what did it commit?
-            present, state.has_history = await self._reread(conn, tenant, todo)
-            progress.done.extend(m.version for m, _ in todo if m.version not in progress.done
-                                 and self._committed_by_us(m.version, present, undo))
-            todo = [(m, s) for m, s in todo if (m.version in present) == undo]
-            state.known = True
+            todo, _, _ = await self._read_back(conn, tenant, todo, progress, state)
         while todo:
             progress.version = todo[0][0].version
             work = batch.build(
@@ -519,18 +515,10 @@ class Executor:
                     continue
                 await conn.execute(batch.UNLOCK_IF_HELD, key)
                 had_history = state.has_history
-                present, state.has_history = await self._reread(conn, tenant, todo)
-                state.known = True
-                # Versions this run committed are ours; any other run's means another
-                # runner got there between our read and our lock (the history's re-read
-                # is skipped for a tenant without one: creating it then fails instead).
-                ours = [m.version for m, _ in todo
-                        if self._committed_by_us(m.version, present, undo)]
-                foreign = not undo and any(
-                    m.version in present and present[m.version] != self._run_id
-                    for m, _ in todo)
-                progress.done.extend(v for v in ours if v not in progress.done)
-                todo = [(m, s) for m, s in todo if (m.version in present) == undo]
+                todo, ours, foreign = await self._read_back(conn, tenant, todo, progress, state)
+                # Another run's rows mean another runner got there between our read and
+                # our lock (the re-read is skipped for a tenant without a history table:
+                # creating it then fails instead).
                 appeared = not had_history and state.has_history and not ours
                 if _raised_by(exc, SQLSTATE_CHANGED, EXPECT_FUNCTION) or foreign or appeared:
                     replans += 1
@@ -546,15 +534,29 @@ class Executor:
                 state.known = False
                 raise
             progress.done.extend(m.version for m, _ in todo)
-            if not undo:
-                state.has_history = True
             return
 
-    def _committed_by_us(self, version: int, present: dict[int, str | None],
-                         undo: bool) -> bool:
-        if undo:
-            return version not in present
-        return version in present and present[version] == self._run_id
+    async def _read_back(
+        self,
+        conn: Any,
+        tenant: str,
+        todo: Sequence[tuple[Migration, Step]],
+        progress: _Progress,
+        state: _TenantState,
+    ) -> tuple[list[tuple[Migration, Step]], bool, bool]:
+        """After a batch ended early: record in *progress* the versions this run
+        committed, update *state*; return what is left to do, whether this run committed
+        any of *todo*, and whether another run did."""
+        undo = self._direction == "down"
+        present, state.has_history = await self._reread(conn, tenant, todo)
+        state.known = True
+        runs = {m.version: present[m.version] for m, _ in todo if m.version in present}
+        ours = ([m.version for m, _ in todo if m.version not in present] if undo
+                else [v for v, run in runs.items() if run == self._run_id])
+        foreign = not undo and any(run != self._run_id for run in runs.values())
+        progress.done.extend(v for v in ours if v not in progress.done)
+        left = [(m, s) for m, s in todo if (m.version in present) == undo]
+        return left, bool(ours), foreign
 
     async def _reread(
         self, conn: Any, tenant: str, todo: Sequence[tuple[Migration, Step]]
