@@ -24,17 +24,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
 import structlog
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    wait_random_exponential,
-)
 
 from . import batch, history
 from ._sql import quote_ident
@@ -50,6 +44,9 @@ from .control import (
 from .durations import format_ms
 from .plan import TenantPlan
 from .source import Migration, Step
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 log = structlog.get_logger("tenantmig")
 
@@ -387,6 +384,9 @@ class Executor:
                 wait = random.uniform(0, self._options.retry_initial_wait)
                 warn(exc, 1, wait)
                 await anyio.sleep(wait)
+            # Imported on the first retry only: most runs never need it (start-up time).
+            from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
+
             retrying = AsyncRetrying(
                 retry=retry_if_exception(is_transient),
                 stop=self._stop_retrying,

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import structlog
-from tenacity import AsyncRetrying, stop_after_attempt, wait_incrementing
 
 from .control import LedgerRow, write_outcomes
 from .executor import TenantOutcome
@@ -22,6 +21,7 @@ from .executor import TenantOutcome
 log = structlog.get_logger("tenantmig")
 
 _FINAL_ATTEMPTS = 5
+_FIRST_WAIT = 0.5  # seconds; then 1, 1.5, 2
 
 
 def ledger_row(outcome: TenantOutcome) -> LedgerRow:
@@ -105,9 +105,17 @@ class LedgerWriter:
 async def persistently(action: Callable[[], Awaitable[None]]) -> Exception | None:
     """Run a control-schema write, trying again for a few seconds (the server may be
     restarting); return the last error if it never went through."""
+    try:
+        await action()
+        return None
+    except Exception:  # tried again below; the last attempt's error is the one returned
+        await anyio.sleep(_FIRST_WAIT)
+    # Imported only once a write has failed: most runs never need it (start-up time).
+    from tenacity import AsyncRetrying, stop_after_attempt, wait_incrementing
+
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(_FINAL_ATTEMPTS),
-        wait=wait_incrementing(start=0.5, increment=0.5),
+        stop=stop_after_attempt(_FINAL_ATTEMPTS - 1),
+        wait=wait_incrementing(start=_FIRST_WAIT * 2, increment=_FIRST_WAIT),
         reraise=True,
     )
     try:

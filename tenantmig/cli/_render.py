@@ -10,14 +10,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from ..control import LedgerRow, RunRecord
@@ -44,6 +36,17 @@ class ProgressDisplay:
     """A live bar on a terminal: done/failed/total, rate, ETA."""
 
     def __init__(self, console: Console, label: str) -> None:
+        # Imported here: only a terminal shows a bar, and rich.progress is the largest part
+        # of rich to import.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
