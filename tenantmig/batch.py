@@ -111,13 +111,16 @@ def build(
         if undo:
             record = f"DELETE FROM {table} WHERE version = {v};\n"
         else:
+            # date_part is float arithmetic; extract() would be numeric, measurably slower
+            # when this runs 5 times per tenant for 10,000 tenants.
             record = (
                 f"INSERT INTO {table} (version, description, checksum, applied_at, "
                 f"duration_ms, run_id) VALUES ({v}, "
                 f"pg_catalog.current_setting('tenantmig.d{v}'), "
                 f"pg_catalog.current_setting('tenantmig.c{v}'), pg_catalog.now(), "
-                "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) "
-                "* 1000)::integer, pg_catalog.current_setting('tenantmig.run_id'));\n"
+                "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - "
+                "pg_catalog.now()) * 1000)::integer, "
+                "pg_catalog.current_setting('tenantmig.run_id'));\n"
             )
         # The newline ends a trailing -- comment; the semicolon a last statement without one.
         parts.append((f"{head}{item.sql}\n;\n{record}COMMIT;\n", v))
