@@ -311,8 +311,8 @@ async def ensure_control(conn: Any, control_schema: str) -> None:
                            control_lock_key(control_schema))
         if await control_exists(conn, control_schema):
             return
-        for statement in _control_ddl(control_schema):
-            await conn.execute(statement)
+        # One simple query, one round trip (the bodies' semicolons are dollar-quoted).
+        await conn.execute(";\n".join(_control_ddl(control_schema)))
 
 
 # --- runs and ledger ---------------------------------------------------------------
@@ -365,28 +365,36 @@ async def start_run(
     resumed_from: str | None,
     tenants: Sequence[tuple[str, str, int | None, int | None]],
 ) -> None:
-    """Record a run and one ledger row per targeted tenant: (tenant, status, before, target)."""
+    """Record a run and one ledger row per targeted tenant: (tenant, status, before, target).
+
+    One statement, so one round trip, atomic on its own."""
     ctl = quote_ident(control_schema)
-    async with conn.transaction():
-        await conn.execute(
-            f"INSERT INTO {ctl}.runs (run_id, command, target, hostname, arguments, "
-            "resumed_from, tenants) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
-            run_id,
-            command,
-            target,
-            socket.gethostname(),
-            json.dumps(arguments),
-            resumed_from,
-            len(tenants),
+    await conn.execute(
+        f"""
+        WITH run AS (
+            INSERT INTO {ctl}.runs (run_id, command, target, hostname, arguments,
+                                    resumed_from, tenants)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+            RETURNING run_id
         )
-        await conn.copy_records_to_table(
-            "ledger",
-            schema_name=control_schema,
-            columns=["run_id", "tenant", "status", "version_before", "version_reached",
-                     "target"],
-            records=[(run_id, t, status, before, before, tgt)
-                     for t, status, before, tgt in tenants],
-        )
+        INSERT INTO {ctl}.ledger (run_id, tenant, status, version_before, version_reached,
+                                  target)
+        SELECT run.run_id, t.tenant, t.status, t.version, t.version, t.target
+        FROM run, unnest($8::text[], $9::text[], $10::bigint[], $11::bigint[])
+            AS t(tenant, status, version, target)
+        """,
+        run_id,
+        command,
+        target,
+        socket.gethostname(),
+        json.dumps(arguments),
+        resumed_from,
+        len(tenants),
+        [t for t, _, _, _ in tenants],
+        [status for _, status, _, _ in tenants],
+        [before for _, _, before, _ in tenants],
+        [tgt for _, _, _, tgt in tenants],
+    )
 
 
 async def write_outcomes(conn: Any, control_schema: str, run_id: str,
