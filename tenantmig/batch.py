@@ -14,7 +14,8 @@ The batch for one tenant reads::
     SELECT pg_catalog.pg_advisory_unlock(<lock key>);
 
 Each migration commits on its own, with its history row, under the tenant's session-level
-advisory lock, taken once. The server stops at the first error and rolls back the
+advisory lock, taken once; with ``--atomic-tenant`` the same batch has one ``COMMIT``,
+after the last migration. The server stops at the first error and rolls back the
 migration it was in; the executor then re-reads the history under the lock it still
 holds to learn what committed, and lets the tenant go.
 
@@ -86,8 +87,10 @@ def build(
     *,
     undo: bool,
     has_history: bool,
+    atomic: bool = False,
 ) -> Batch:
-    """The batch applying (or undoing) *items* in *tenant*, in order."""
+    """The batch applying (or undoing) *items* in *tenant*, in order: each in its own
+    transaction, or all of them in one when *atomic*."""
     table = history.table(tenant)
     todo = "ARRAY[" + ",".join(str(int(i.version)) for i in items) + "]::bigint[]"
     parts: list[tuple[str, int | None]] = [
@@ -102,12 +105,24 @@ def build(
         ))
     elif not undo:
         parts.append((f"CREATE TABLE {table} ({history.HISTORY_COLUMNS});\n", None))
+    own_before = False
     for index, item in enumerate(items):
         v = int(item.version)
-        head = "" if index == 0 else "BEGIN;\n"
+        head = "BEGIN;\n" if index > 0 and not atomic else ""
         if item.own_lock_timeout:
             head += (f"SELECT pg_catalog.set_config('lock_timeout', "
                      f"pg_catalog.current_setting('tenantmig.lt{v}'), true);\n")
+        elif atomic and own_before:  # back to the run's, for the rest of the transaction
+            head += ("SELECT pg_catalog.set_config('lock_timeout', "
+                     "pg_catalog.current_setting('tenantmig.lock_timeout'), true);\n")
+        own_before = item.own_lock_timeout
+        # A migration's duration: since its transaction began, or, in one transaction for
+        # all, since the mark set just before it (seconds since the epoch, as text).
+        since = "pg_catalog.date_part('epoch', pg_catalog.now())"
+        if atomic and index > 0:
+            head += ("SELECT pg_catalog.set_config('tenantmig.t', pg_catalog.date_part("
+                     "'epoch', pg_catalog.clock_timestamp())::text, true);\n")
+            since = "pg_catalog.current_setting('tenantmig.t')::float8"
         if undo:
             record = f"DELETE FROM {table} WHERE version = {v};\n"
         else:
@@ -118,12 +133,14 @@ def build(
                 f"duration_ms, run_id) VALUES ({v}, "
                 f"pg_catalog.current_setting('tenantmig.d{v}'), "
                 f"pg_catalog.current_setting('tenantmig.c{v}'), pg_catalog.now(), "
-                "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - "
-                "pg_catalog.now()) * 1000)::integer, "
+                "((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) - "
+                f"{since}) * 1000)::integer, "
                 "pg_catalog.current_setting('tenantmig.run_id'));\n"
             )
         # The newline ends a trailing -- comment; the semicolon a last statement without one.
-        parts.append((f"{head}{item.sql}\n;\n{record}COMMIT;\n", v))
+        parts.append((f"{head}{item.sql}\n;\n{record}{'' if atomic else 'COMMIT;'}\n", v))
+    if atomic:
+        parts.append(("COMMIT;\n", None))
     parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)});\n", None))
     starts: list[int] = []
     offset = 0

@@ -122,10 +122,11 @@ class TenantOutcome:
 @dataclass
 class _Unit:
     """What one call applies: migrations in one transaction (``atomic``), SQL migrations
-    each in its own transaction in one round trip (``each``), or one migration alone."""
+    each in its own transaction in one round trip (``each``), or one migration alone;
+    ``batch`` and ``atomic-batch`` are ``each`` and ``atomic`` sent as one batch."""
 
     kind: str
-    """``single``, ``atomic``, ``each`` or ``batch``."""
+    """``single``, ``atomic``, ``each``, ``batch`` or ``atomic-batch``."""
     migrations: list[Migration] = field(default_factory=list)
 
 
@@ -155,6 +156,15 @@ def _units(
             last.migrations.append(m)
         else:
             units.append(_Unit(kind, [m]))
+    if session:
+        # One transaction of plain SQL migrations goes as one batch too.
+        for unit in units:
+            steps = [m.up if direction == "up" else m.down for m in unit.migrations]
+            if unit.kind == "atomic" and all(
+                s is not None and s.batchable and s.statement_timeout_ms is None
+                for s in steps
+            ):
+                unit.kind = "atomic-batch"
     return units
 
 
@@ -346,8 +356,21 @@ class Executor:
             attempts += 1
             conn = await box.get()
             try:
-                if unit.kind == "batch":
-                    await self._apply_batch(box, conn, tenant, unit, progress, state)
+                if unit.kind == "batch" or (unit.kind == "atomic-batch"
+                                            and not state.unlocated):
+                    try:
+                        await self._apply_batch(box, conn, tenant, unit, progress, state)
+                    except _Unlocated:
+                        # Nothing of the group committed, and the error did not say
+                        # where it happened: apply the group again, one procedure call
+                        # per migration, which names the failing one (failing tenants
+                        # only; a deterministic error comes back, located).
+                        state.unlocated = True
+                        await self._unit(conn, tenant, _Unit("atomic", unit.migrations),
+                                         tenant_log, progress)
+                elif unit.kind == "atomic-batch":
+                    await self._unit(conn, tenant, _Unit("atomic", unit.migrations),
+                                     tenant_log, progress)
                 else:
                     await self._unit(conn, tenant, unit, tenant_log, progress)
             except Exception as exc:
@@ -499,6 +522,7 @@ class Executor:
                  for m, s in todo],
                 undo=undo,
                 has_history=state.has_history,
+                atomic=unit.kind == "atomic-batch",
             )
             try:
                 await conn.execute(work.sql)
@@ -527,6 +551,8 @@ class Executor:
                     continue
                 failing = work.version_at(getattr(exc, "position", None))
                 left = [m.version for m, _ in todo]
+                if unit.kind == "atomic-batch" and left and failing not in left:
+                    raise _Unlocated from exc
                 progress.version = failing if failing in left else (
                     left[0] if left else progress.version)
                 raise
@@ -820,6 +846,13 @@ class _TenantState:
     known: bool = True
     """False after a batch ended without an answer (connection lost, cancelled): what it
     committed must be read back first."""
+    unlocated: bool = False
+    """An ``--atomic-tenant`` batch failed and the error did not say in which migration:
+    this tenant's group goes through the apply procedure, which knows, from then on."""
+
+
+class _Unlocated(Exception):
+    """An ``--atomic-tenant`` batch rolled back on an error without a position."""
 
 
 # How often a tenant's batch may find its history changed by another runner in a row.

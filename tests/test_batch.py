@@ -105,3 +105,90 @@ async def test_a_migration_raising_our_internal_sqlstate_fails_normally(
     (outcome,) = report.outcomes
     assert (outcome.status, outcome.failing_version, outcome.sqlstate) == ("failed", 2, "TM001")
     assert await versions(dsn, "tenant_x") == [1]
+
+
+# --- --atomic-tenant: one batch, one transaction ------------------------------------------
+
+
+def test_atomic_groups_of_plain_sql_go_as_one_batch(make_migrations: MakeMigrations) -> None:
+    from tenantmig.executor import _units
+
+    folder = make_migrations({
+        "V1__a.sql": "CREATE TABLE {{schema}}.a (id int);",
+        "V2__b.sql": "CREATE TABLE {{schema}}.b (id int);",
+        "V3__c.py": "async def up(ctx):\n    await ctx.execute('SELECT 1')\n",
+        "V4__d.sql": "-- tenantmig:no-transaction\n"
+                     "CREATE INDEX CONCURRENTLY d_i ON {{schema}}.a (id);",
+        "V5__e.sql": "CREATE TABLE {{schema}}.e (id int);",
+    })
+    pending = load_migrations(folder).migrations
+    kinds = [(u.kind, [m.version for m in u.migrations])
+             for u in _units(pending, atomic=True, direction="up")]
+    assert kinds == [("atomic", [1, 2, 3]), ("single", [4]), ("atomic-batch", [5])]
+    plain = [m for m in pending if m.version in (1, 2, 5)]
+    assert [(u.kind, len(u.migrations)) for u in _units(plain, atomic=True, direction="up")
+            ] == [("atomic-batch", 3)]
+    # Through PgBouncer (no session) the procedure does it.
+    assert [u.kind for u in _units(plain, atomic=True, direction="up", session=False)
+            ] == ["atomic"]
+
+
+@pytest.mark.parametrize("broken", [
+    "CREATE TABLE {{schema}}.c (id int",                    # syntax: the whole batch is refused
+    "INSERT INTO {{schema}}.a VALUES (1), (NULL);",          # runtime: 23502
+])
+async def test_atomic_failure_half_way_keeps_nothing_and_names_the_version(
+    dsn: str, make_migrations: MakeMigrations, broken: str
+) -> None:
+    folder = make_migrations({
+        "V1__a.sql": "CREATE TABLE {{schema}}.a (id int NOT NULL);",
+        "V2__b.sql": "CREATE TABLE {{schema}}.b (id int);",
+        "V3__broken.sql": broken,
+        "V4__d.sql": "CREATE TABLE {{schema}}.d (id int);",
+    })
+    await create_tenants(dsn, ["tenant_x"])
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False,
+                      atomic_tenant=True) as engine:
+        report = await engine.upgrade()
+    (outcome,) = report.outcomes
+    assert (outcome.status, outcome.failing_version, outcome.applied) == ("failed", 3, ())
+    assert outcome.version_reached is None
+    # Not even the history table: it is created in the same transaction.
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                          "ON n.oid = c.relnamespace WHERE n.nspname = 'tenant_x'") == 0
+    row = await fetch(dsn, "SELECT failing_version, sqlstate FROM tenantmig.ledger "
+                      "WHERE tenant = 'tenant_x'")
+    assert row[0]["failing_version"] == 3
+    assert row[0]["sqlstate"] in ("42601", "23502")
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_atomic_batch_records_each_version_and_scopes_lock_timeouts(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "V1__a.sql": "CREATE TABLE {{schema}}.seen (version int, lock_timeout text);\n"
+                     "INSERT INTO {{schema}}.seen SELECT 1, current_setting('lock_timeout');",
+        "V2__own.sql": "-- tenantmig:lock-timeout=1s\n"
+                       "INSERT INTO {{schema}}.seen SELECT 2, current_setting('lock_timeout');",
+        "V3__c.sql": "INSERT INTO {{schema}}.seen SELECT 3, current_setting('lock_timeout');\n"
+                     "SELECT pg_sleep(0.05);",
+    })
+    await create_tenants(dsn, ["tenant_x", "tenant_y"])
+    async with Engine(dsn, migrations=folder, concurrency=1, atomic_tenant=True,
+                      lock_timeout="5s") as engine:
+        report = await engine.upgrade()
+    assert report.ok
+    for tenant in ("tenant_x", "tenant_y"):
+        seen = await fetch(dsn, f"SELECT version, lock_timeout FROM {tenant}.seen "
+                           "ORDER BY version")
+        assert [(r["version"], r["lock_timeout"]) for r in seen] == [
+            (1, "5s"), (2, "1s"), (3, "5s")]
+        rows = await fetch(dsn, f"SELECT version, duration_ms, run_id, description "
+                           f"FROM {tenant}.tenantmig_history ORDER BY version")
+        assert [(r["version"], r["run_id"], r["description"]) for r in rows] == [
+            (1, report.run_id, "a"), (2, report.run_id, "own"), (3, report.run_id, "c")]
+        assert all(0 <= r["duration_ms"] < 5000 for r in rows)
+        assert rows[2]["duration_ms"] >= 50  # its own time, pg_sleep included
+    # Each tenant's session settings are the run's again for the next tenant.
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
