@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import create_tenants, fresh_database, quote_ident, relations, schemas
+from helpers import create_tenants, execute, fresh_database, quote_ident, relations, schemas
 
 # A DSN nobody listens on, with a password that must never be shown.
 CLOSED_DSN = "postgresql://u:s3cret@127.0.0.1:1/db"
@@ -793,6 +793,29 @@ async def test_plan_quotes_awkward_schema_names(dsn: str, project: Path) -> None
     r = tm("up", "--dsn", dsn, "--tenant", name, cwd=project)
     assert r.returncode == 0, show(r)
     assert await versions(dsn, name) == [1, 2]
+
+
+async def test_names_that_look_like_rich_markup_or_emoji_print_as_themselves(
+    dsn: str, project: Path
+) -> None:
+    names = ["tenant_:fire:", "tenant_[bold]x[/bold]", "tenant_:smile:[red]"]
+    await create_tenants(dsn, names)
+    r = tm("up", "--dsn", dsn, cwd=project)
+    assert r.returncode == 0, show(r)
+    slowest = next(line for line in r.stdout.splitlines() if line.startswith("Slowest:"))
+    for name in names:
+        assert f"{name} " in slowest
+    # A failure table and status lines carry the names too.
+    r = tm("down", "--dsn", dsn, "--target", "1", cwd=project)
+    assert r.returncode == 0, show(r)
+    await execute(dsn, f"INSERT INTO {quote_ident(names[0])}.items VALUES (1, 0)")
+    r = tm("up", "--dsn", dsn, cwd=project)
+    assert r.returncode == 1
+    assert names[0] in r.stdout and "23514" in r.stdout
+    r = tm("status", "--dsn", dsn, cwd=project)
+    assert f"{names[0]}: at 1, pending V2" in r.stdout
+    assert "\N{FIRE}" not in r.stdout + r.stderr
+    assert "\N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}" not in r.stdout
 
 
 async def test_status(dsn: str, project: Path, tenants: list[str]) -> None:

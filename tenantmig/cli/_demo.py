@@ -30,8 +30,8 @@ FROM generate_series(1, 40) AS g;
 
 def run_demo(args: argparse.Namespace, config: Config) -> int:
     """Start a cluster, create tenants, migrate them, show status, clean up."""
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False)
+    out = _render.console()
+    err = _render.console(stderr=True)
     try:
         migrations = load_migrations(config.migrations)
     except TenantmigError as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from rich.console import Console
-
 from ..config import Config
 from ..lint import RULES, blocking, fix_qualifiers, lint_migrations
 from ..source import load_migrations
@@ -17,7 +15,7 @@ EXIT_OK, EXIT_UNSAFE = 0, 2
 
 def run_lint(args: argparse.Namespace, config: Config) -> int:
     """Print every finding as ``file:line rule: message``; exit 2 on an unaccepted error."""
-    out = Console(highlight=False, soft_wrap=True)
+    out = _render.console()
     if args.list:
         for rule, description in sorted(RULES.items()):
             out.print(f"{rule}: {description}", markup=False)

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 import structlog
-from rich.console import Console
 
 from .. import __version__
 from .._exceptions import TenantmigError
@@ -166,8 +165,8 @@ class _Session:
         self.args = args
         self.config = config
         self.migrations = migrations
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = _render.console()
+        self.err = _render.console(stderr=True)
         self.engines: list[Engine] = []
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None
@@ -397,7 +396,7 @@ async def _main_async(session: _Session) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tenantmig`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = _render.console(stderr=True)
     dsns: list[str] = list(args.dsn or [])
     json_logs = args.log_format == "json"
     try:

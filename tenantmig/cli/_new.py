@@ -18,6 +18,7 @@ from ..config import Config
 from ..lint import blocking, lint_migrations
 from ..source import load_migrations
 from ..templates import PATTERNS, create
+from . import _render
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -90,8 +91,8 @@ def _list(out: Console) -> None:
 def run_new(args: argparse.Namespace, config: Config) -> int:
     """Write the migration file(s) into ``config.migrations``, print their paths and lint
     them; 0, or 2 with one line on stderr."""
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = _render.console()
+    err = _render.console(stderr=True)
     if getattr(args, "list_patterns", False):
         _list(out)
         return EXIT_OK

@@ -18,6 +18,13 @@ from ..plan import Plan
 from ..report import Report, Status
 
 
+def console(*, stderr: bool = False) -> Console:
+    """Where the command line prints. No emoji codes: a tenant named ``tenant_:fire:``
+    (names are whatever the database holds) must print as itself, like the escaped
+    markup around it; no highlighting, no wrapping of long names."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+
+
 def _v(version: int | None) -> str:
     return "-" if version is None else str(version)
 
