@@ -321,13 +321,23 @@ class Engine:
                                          concurrency=self.options.concurrency)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self._refuse_drift(Plan(target, tuple(plans)))
-        missing = sorted({m.version for p in plans for m in p.pending if m.down is None})
-        if missing:
-            raise TargetError(
-                "no undo for version(s) " + ", ".join(map(str, missing))
-                + f": cannot go down to {target}"
-            )
-        return await self._execute(plans, target, "down", "down", arguments, None, t0)
+        # A tenant that would need an undo that does not exist is left as it is and
+        # fails; the others go down.
+        refused: dict[str, TenantOutcome] = {}
+        for p in plans:
+            missing = next((m for m in p.pending if m.down is None), None)
+            if missing is not None:
+                now = datetime.now(UTC)
+                refused[p.tenant] = TenantOutcome(
+                    p.tenant, "failed", p.current, p.current, target,
+                    failing_version=missing.version,
+                    message=f"no undo for version {missing.version} ({missing.filename} has "
+                            f"no U{missing.version} file or down()): cannot go down to "
+                            f"{target}; nothing was undone in this tenant",
+                    started_at=now, finished_at=now,
+                )
+        return await self._execute(plans, target, "down", "down", arguments, None, t0,
+                                   refused)
 
     async def resume(self, run_id: str | None = None) -> Report:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
@@ -388,14 +398,18 @@ class Engine:
         arguments: dict[str, Any] | None,
         resumed_from: str | None,
         t0: float,
+        refused: dict[str, TenantOutcome] | None = None,
     ) -> Report:
-        work = [p for p in plans if p.pending]
+        """Run *plans*; the tenants in *refused* are not touched and end as their
+        outcome says (failed), in the report and the ledger alike."""
+        refused = refused or {}
+        work = [p for p in plans if p.pending and p.tenant not in refused]
         skipped = {
             p.tenant: TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
             for p in plans
             if not p.pending
         }
-        if not work:
+        if not work and not refused:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
@@ -437,7 +451,7 @@ class Engine:
         run_log.info("run started", command=command, tenants=len(plans), work=len(work),
                      target=target, concurrency=self.options.concurrency)
         if self.on_run_start is not None:
-            self.on_run_start(len(work))
+            self.on_run_start(len(work) + len(refused))
         writer = LedgerWriter(pool, self.control_schema, run_id)
         user_callback = self.on_outcome
 
@@ -447,6 +461,9 @@ class Engine:
                 result = user_callback(outcome)
                 if result is not None:
                     await result
+
+        for outcome in refused.values():
+            await on_outcome(outcome)
 
         executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
                             direction=direction, on_cancelled=writer.add)
@@ -458,7 +475,8 @@ class Engine:
             async with writer:
                 outcomes = await executor.run(work, target)
             by_tenant = {o.tenant: o for o in outcomes}
-            ordered = tuple(by_tenant.get(p.tenant) or skipped[p.tenant] for p in plans)
+            ordered = tuple(by_tenant.get(p.tenant) or refused.get(p.tenant)
+                            or skipped[p.tenant] for p in plans)
             report = Report(command, run_id, target, ordered, time.perf_counter() - t0,
                             interrupted=executor.stopping and self._stop_requested)
             status = ("interrupted" if report.interrupted

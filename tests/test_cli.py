@@ -925,6 +925,18 @@ async def test_down(dsn: str, project: Path, tenants: list[str]) -> None:
         assert await versions(dsn, t) == [1, 2]
 
 
+async def test_down_without_an_undo_fails_that_tenant(dsn: str, project: Path,
+                                                      tenants: list[str]) -> None:
+    assert tm("up", "--dsn", dsn, cwd=project).returncode == 0
+    (project / "migrations" / U2).unlink()
+    r = tm("down", "--target", "1", "--dsn", dsn, "--tenant", tenants[0], cwd=project)
+    assert r.returncode == 1, show(r)
+    assert tenants[0] in r.stdout and "no undo for version 2" in r.stdout
+    assert "tenantmig resume" in r.stdout
+    assert_no_traceback(r)
+    assert await versions(dsn, tenants[0]) == [1, 2]
+
+
 def test_down_requires_target(project: Path) -> None:
     r = tm("down", "--dsn", CLOSED_DSN, cwd=project)
     assert r.returncode == 2, show(r)

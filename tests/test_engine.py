@@ -1134,20 +1134,36 @@ async def test_downgrade_applies_undos_in_reverse(
     assert last["command"] == "down" and last["target"] == 1 and last["status"] == "succeeded"
 
 
-async def test_downgrade_without_undo_is_refused(dsn: str, make_migrations: MakeMigrations) -> None:
-    files = {k: v for k, v in REVERSIBLE.items() if k != "U2__column.sql"}
+async def test_downgrade_without_undo_stops_only_the_tenants_that_need_it(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    files = {k: v for k, v in REVERSIBLE.items() if k != "U3__view.sql"}
     folder = make_migrations(files)
-    await create_tenants(dsn, ["tenant_a"])
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
     async with Engine(dsn, migrations=folder) as engine:
-        assert (await engine.upgrade()).ok
+        assert (await engine.upgrade(tenants=["tenant_a"])).ok
+        assert (await engine.upgrade(tenants=["tenant_b"], target=2)).ok
         before = await history(dsn, "tenant_a")
-        with pytest.raises(TargetError, match="2"):
-            await engine.downgrade(target=1)
+        report = await engine.downgrade(target=1)
         with pytest.raises(TargetError):
             await engine.downgrade(target=9)
+    # tenant_a (at 4) needs U3, which does not exist: left exactly as it was, failed.
+    assert not report.ok
+    outcomes = {o.tenant: o for o in report.outcomes}
+    a = outcomes["tenant_a"]
+    assert (a.status, a.failing_version, a.version_reached, a.applied) == ("failed", 3, 4, ())
+    assert a.message is not None and "V3__view.sql" in a.message
     assert await history(dsn, "tenant_a") == before
-    assert len(await runs(dsn)) == 1
-    assert "base_view" in await relations(dsn, "tenant_a")
+    assert "py4" in await relations(dsn, "tenant_a")  # U4 exists but was not run either
+    # tenant_b (at 2) needs only U2: it went down.
+    assert outcomes["tenant_b"].status == "succeeded"
+    assert await versions(dsn, "tenant_b") == [1]
+    rows = await ledger(dsn, report.run_id)
+    assert rows["tenant_a"]["status"] == "failed"
+    assert rows["tenant_a"]["failing_version"] == 3
+    assert "no undo for version 3" in rows["tenant_a"]["message"]
+    assert rows["tenant_b"]["status"] == "succeeded"
+    assert (await runs(dsn))[-1]["status"] == "failed"
 
 
 async def test_downgrade_transactional_undo_of_non_transactional_migration(
