@@ -40,19 +40,27 @@ def test_only_plain_transactional_sql_is_batched(make_migrations: MakeMigrations
     assert batchable == {1: True, 2: False, 3: False, 4: False}
 
 
-@pytest.mark.parametrize("broken", [
+BROKEN = [
     "CREATE TABLE {{schema}}.c (id int",                    # syntax: the whole batch is refused
     "INSERT INTO {{schema}}.a VALUES (1), (NULL);",          # runtime: 23502
-])
-async def test_failure_half_way_names_the_failing_version(
-    dsn: str, make_migrations: MakeMigrations, broken: str
-) -> None:
-    folder = make_migrations({
+]
+
+
+def half_way(broken: str) -> dict[str, str]:
+    """Four migrations, the third one *broken*."""
+    return {
         "V1__a.sql": "CREATE TABLE {{schema}}.a (id int NOT NULL);",
         "V2__b.sql": "CREATE TABLE {{schema}}.b (id int);",
         "V3__broken.sql": broken,
         "V4__d.sql": "CREATE TABLE {{schema}}.d (id int);",
-    })
+    }
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+async def test_failure_half_way_names_the_failing_version(
+    dsn: str, make_migrations: MakeMigrations, broken: str
+) -> None:
+    folder = make_migrations(half_way(broken))
     await create_tenants(dsn, ["tenant_x"])
     async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False) as engine:
         report = await engine.upgrade()
@@ -133,19 +141,11 @@ def test_atomic_groups_of_plain_sql_go_as_one_batch(make_migrations: MakeMigrati
             ] == ["atomic"]
 
 
-@pytest.mark.parametrize("broken", [
-    "CREATE TABLE {{schema}}.c (id int",                    # syntax: the whole batch is refused
-    "INSERT INTO {{schema}}.a VALUES (1), (NULL);",          # runtime: 23502
-])
+@pytest.mark.parametrize("broken", BROKEN)
 async def test_atomic_failure_half_way_keeps_nothing_and_names_the_version(
     dsn: str, make_migrations: MakeMigrations, broken: str
 ) -> None:
-    folder = make_migrations({
-        "V1__a.sql": "CREATE TABLE {{schema}}.a (id int NOT NULL);",
-        "V2__b.sql": "CREATE TABLE {{schema}}.b (id int);",
-        "V3__broken.sql": broken,
-        "V4__d.sql": "CREATE TABLE {{schema}}.d (id int);",
-    })
+    folder = make_migrations(half_way(broken))
     await create_tenants(dsn, ["tenant_x"])
     async with Engine(dsn, migrations=folder, concurrency=1, retries=0, lint=False,
                       atomic_tenant=True) as engine:
