@@ -356,23 +356,20 @@ class Executor:
             attempts += 1
             conn = await box.get()
             try:
-                if unit.kind == "batch" or (unit.kind == "atomic-batch"
-                                            and not state.unlocated):
-                    try:
+                unbatched = (_Unit("atomic", unit.migrations) if unit.kind == "atomic-batch"
+                             else unit)
+                try:
+                    if unit.kind == "batch" or (unit is not unbatched and not state.unlocated):
                         await self._apply_batch(box, conn, tenant, unit, progress, state)
-                    except _Unlocated:
-                        # Nothing of the group committed, and the error did not say
-                        # where it happened: apply the group again, one procedure call
-                        # per migration, which names the failing one (failing tenants
-                        # only; a deterministic error comes back, located).
-                        state.unlocated = True
-                        await self._unit(conn, tenant, _Unit("atomic", unit.migrations),
-                                         tenant_log, progress)
-                elif unit.kind == "atomic-batch":
-                    await self._unit(conn, tenant, _Unit("atomic", unit.migrations),
-                                     tenant_log, progress)
-                else:
-                    await self._unit(conn, tenant, unit, tenant_log, progress)
+                    else:
+                        await self._unit(conn, tenant, unbatched, tenant_log, progress)
+                except _Unlocated:
+                    # Nothing of the group committed, and the error did not say where
+                    # it happened: apply the group again, one procedure call per
+                    # migration, which names the failing one (failing tenants only; a
+                    # deterministic error comes back, located).
+                    state.unlocated = True
+                    await self._unit(conn, tenant, unbatched, tenant_log, progress)
             except Exception as exc:
                 if is_connection_loss(exc) or await _is_closed(conn):
                     with contextlib.suppress(Exception):
