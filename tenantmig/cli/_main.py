@@ -11,7 +11,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -23,6 +23,7 @@ from ..config import Config, load_config
 from ..discovery import merge_tenants
 from ..engine import Engine
 from ..executor import TenantOutcome
+from ..plan import Plan
 from ..report import Report
 from ..source import MigrationSet, load_migrations
 from . import _render
@@ -30,6 +31,7 @@ from ._logging import configure
 from ._new import add_arguments as add_new_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_T = TypeVar("_T")
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 _log = structlog.get_logger("tenantmig")
@@ -311,59 +313,64 @@ def _print_json(session: _Session, documents: list[Any]) -> None:
     session.out.print_json(_render.dumps(documents if len(documents) > 1 else documents[0]))
 
 
-async def _plan(session: _Session) -> int:
-    args = session.args
+async def _show(
+    session: _Session,
+    fetch: Callable[[Engine], Awaitable[_T]],
+    as_json: Callable[[_T, str], Any],
+    as_text: Callable[[_T, str], None],
+) -> int:
+    """A read-only command on every database: one JSON document, or text per database."""
 
     async def act(engine: Engine, label: str) -> Any:
-        plan = await engine.plan(session.tenants(), target=args.target, exclude=args.exclude,
-                                 prefix=session.config.prefix)
-        if args.json:
-            return _render.plan_json(plan, label)
-        else:
-            _render.print_plan(session.out, plan, label, None)
-            drift = plan.drift()
-            if drift:
-                session.out.print(f"[red]Drift:[/] up would refuse: versions "
-                                  f"{', '.join(map(str, sorted(drift)))} differ from files.")
+        found = await fetch(engine)
+        if session.args.json:
+            return as_json(found, label)
+        as_text(found, label)
         return None
 
     results = await _each_database(session, act)
-    if args.json:
+    if session.args.json:
         _print_json(session, results)
     return EXIT_OK
+
+
+async def _plan(session: _Session) -> int:
+    args = session.args
+
+    def text(plan: Plan, label: str) -> None:
+        _render.print_plan(session.out, plan, label, None)
+        drift = plan.drift()
+        if drift:
+            session.out.print(f"[red]Drift:[/] up would refuse: versions "
+                              f"{', '.join(map(str, sorted(drift)))} differ from files.")
+
+    return await _show(
+        session,
+        lambda engine: engine.plan(session.tenants(), target=args.target,
+                                   exclude=args.exclude, prefix=session.config.prefix),
+        _render.plan_json,
+        text,
+    )
 
 
 async def _status(session: _Session) -> int:
     args = session.args
-
-    async def act(engine: Engine, label: str) -> Any:
-        status = await engine.status(session.tenants(), exclude=args.exclude,
-                                     prefix=session.config.prefix)
-        if args.json:
-            return _render.status_json(status, label)
-        _render.print_status(session.out, status, label)
-        return None
-
-    results = await _each_database(session, act)
-    if args.json:
-        _print_json(session, results)
-    return EXIT_OK
+    return await _show(
+        session,
+        lambda engine: engine.status(session.tenants(), exclude=args.exclude,
+                                     prefix=session.config.prefix),
+        _render.status_json,
+        lambda status, label: _render.print_status(session.out, status, label),
+    )
 
 
 async def _ledger(session: _Session) -> int:
-    args = session.args
-
-    async def act(engine: Engine, label: str) -> Any:
-        run, rows = await engine.ledger(args.run_id)
-        if args.json:
-            return _render.ledger_json(run, rows, label)
-        _render.print_ledger(session.out, run, rows, label)
-        return None
-
-    results = await _each_database(session, act)
-    if args.json:
-        _print_json(session, results)
-    return EXIT_OK
+    return await _show(
+        session,
+        lambda engine: engine.ledger(session.args.run_id),
+        lambda found, label: _render.ledger_json(*found, label),
+        lambda found, label: _render.print_ledger(session.out, *found, label),
+    )
 
 
 _COMMANDS: dict[str, Callable[[_Session], Awaitable[int]]] = {
