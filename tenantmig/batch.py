@@ -116,13 +116,15 @@ def build(
             head += ("SELECT pg_catalog.set_config('lock_timeout', "
                      "pg_catalog.current_setting('tenantmig.lock_timeout'), true);\n")
         own_before = item.own_lock_timeout
-        # A migration's duration: since its transaction began, or, in one transaction for
-        # all, since the mark set just before it (seconds since the epoch, as text).
-        since = "pg_catalog.date_part('epoch', pg_catalog.now())"
+        # A migration's duration in seconds: since its transaction began, or, in one
+        # transaction for all, since the mark set just before it (epoch seconds, as text).
+        elapsed = ("pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - "
+                   "pg_catalog.now())")
         if atomic and index > 0:
             head += ("SELECT pg_catalog.set_config('tenantmig.t', pg_catalog.date_part("
                      "'epoch', pg_catalog.clock_timestamp())::text, true);\n")
-            since = "pg_catalog.current_setting('tenantmig.t')::float8"
+            elapsed = ("(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) - "
+                       "pg_catalog.current_setting('tenantmig.t')::float8)")
         if undo:
             record = f"DELETE FROM {table} WHERE version = {v};\n"
         else:
@@ -133,8 +135,7 @@ def build(
                 f"duration_ms, run_id) VALUES ({v}, "
                 f"pg_catalog.current_setting('tenantmig.d{v}'), "
                 f"pg_catalog.current_setting('tenantmig.c{v}'), pg_catalog.now(), "
-                "((pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) - "
-                f"{since}) * 1000)::integer, "
+                f"({elapsed} * 1000)::integer, "
                 "pg_catalog.current_setting('tenantmig.run_id'));\n"
             )
         # The newline ends a trailing -- comment; the semicolon a last statement without one.
