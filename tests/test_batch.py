@@ -4,6 +4,7 @@ of a batch, and that one connection serving tenant after tenant keeps the schema
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from conftest import MakeMigrations
@@ -56,6 +57,17 @@ def half_way(broken: str) -> dict[str, str]:
     }
 
 
+async def ledger_failure(dsn: str) -> Any:
+    """tenant_x's ledger row after V3 broke: failed at 3 with the error's SQLSTATE, and
+    the tenant let go (nothing holds its lock)."""
+    (row,) = await fetch(dsn, "SELECT failing_version, version_reached, sqlstate "
+                         "FROM tenantmig.ledger WHERE tenant = 'tenant_x'")
+    assert row["failing_version"] == 3
+    assert row["sqlstate"] in ("42601", "23502")
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    return row
+
+
 @pytest.mark.parametrize("broken", BROKEN)
 async def test_failure_half_way_names_the_failing_version(
     dsn: str, make_migrations: MakeMigrations, broken: str
@@ -69,12 +81,7 @@ async def test_failure_half_way_names_the_failing_version(
     assert outcome.failing_version == 3
     assert outcome.version_reached == 2
     assert await versions(dsn, "tenant_x") == [1, 2]
-    row = await fetch(dsn, "SELECT failing_version, version_reached, sqlstate "
-                      "FROM tenantmig.ledger WHERE tenant = 'tenant_x'")
-    assert (row[0]["failing_version"], row[0]["version_reached"]) == (3, 2)
-    assert row[0]["sqlstate"] in ("42601", "23502")
-    # The tenant was let go: nothing holds its lock.
-    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert (await ledger_failure(dsn))["version_reached"] == 2
 
 
 async def test_a_migration_changing_the_session_does_not_leak_to_the_next_tenant(
@@ -156,11 +163,7 @@ async def test_atomic_failure_half_way_keeps_nothing_and_names_the_version(
     # Not even the history table: it is created in the same transaction.
     assert await fetchval(dsn, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
                           "ON n.oid = c.relnamespace WHERE n.nspname = 'tenant_x'") == 0
-    row = await fetch(dsn, "SELECT failing_version, sqlstate FROM tenantmig.ledger "
-                      "WHERE tenant = 'tenant_x'")
-    assert row[0]["failing_version"] == 3
-    assert row[0]["sqlstate"] in ("42601", "23502")
-    assert await fetchval(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert (await ledger_failure(dsn))["version_reached"] is None
 
 
 async def test_atomic_batch_records_each_version_and_scopes_lock_timeouts(
