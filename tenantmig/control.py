@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ._sql import quote_ident
-from .history import HISTORY_COLUMNS, HISTORY_TABLE
+from .history import HISTORY_COLUMNS, HISTORY_TABLE, READER_FUNCTION, reader_sql
 
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
@@ -267,36 +267,36 @@ def _control_ddl(control_schema: str) -> list[str]:
             PRIMARY KEY (tenant, version, name)
         )""",
         _apply_procedure_sql(control_schema),
+        *_claim_sql(control_schema),
         # Last: control_exists looks for it, so a control schema of an older release
         # gets the newer objects.
-        *_claim_sql(control_schema),
+        reader_sql(control_schema),
     ]
 
 
 _CONTROL_EXISTS = """
-SELECT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_proc p
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = $1 AND p.proname = $2
-) AND EXISTS (
-    SELECT 1 FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = $1 AND c.relname = 'ledger'
-) AND EXISTS (
-    SELECT 1 FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = $1 AND c.relname = 'backfills'
-)
+SELECT (SELECT count(*) FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = ANY($2::text[])) = pg_catalog.cardinality($2)
+   AND ($3::text IS NULL OR EXISTS (
+        SELECT 1 FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = $1 AND p.proname = $3))
 """
 
 
-async def control_exists(conn: Any, control_schema: str) -> bool:
-    """Whether this release's control objects exist.
+async def control_exists(conn: Any, control_schema: str, *, this_release: bool = True) -> bool:
+    """Whether this release's control objects exist; with ``this_release=False``, whether
+    the runs and the ledger exist (those of an older release can be read).
 
     A query on the catalogs, not ``to_regprocedure``: its MVCC snapshot sees what another
     runner committed while we waited for the control lock; the catalog caches may not.
     """
-    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, EXPECT_FUNCTION))
+    if this_release:
+        return bool(await conn.fetchval(
+            _CONTROL_EXISTS, control_schema, ["runs", "ledger", "backfills"], READER_FUNCTION
+        ))
+    return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, ["runs", "ledger"], None))
 
 
 async def ensure_control(conn: Any, control_schema: str) -> None:
@@ -457,7 +457,7 @@ def _run(row: Any) -> RunRecord:
 
 async def read_run(conn: Any, control_schema: str, run_id: str | None) -> RunRecord | None:
     """A run by id, or the latest run when *run_id* is None."""
-    if not await control_exists(conn, control_schema):
+    if not await control_exists(conn, control_schema, this_release=False):
         return None
     ctl = quote_ident(control_schema)
     if run_id is None:
