@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from ._sql import quote_ident
-from .history import HISTORY_COLUMNS, HISTORY_TABLE, READER_FUNCTION, reader_sql
+from .history import HISTORY_COLUMNS, HISTORY_TABLE
 
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
@@ -267,10 +267,9 @@ def _control_ddl(control_schema: str) -> list[str]:
             PRIMARY KEY (tenant, version, name)
         )""",
         _apply_procedure_sql(control_schema),
-        *_claim_sql(control_schema),
         # Last: control_exists looks for it, so a control schema of an older release
         # gets the newer objects.
-        reader_sql(control_schema),
+        *_claim_sql(control_schema),
     ]
 
 
@@ -294,7 +293,7 @@ async def control_exists(conn: Any, control_schema: str, *, this_release: bool =
     """
     if this_release:
         return bool(await conn.fetchval(
-            _CONTROL_EXISTS, control_schema, ["runs", "ledger", "backfills"], READER_FUNCTION
+            _CONTROL_EXISTS, control_schema, ["runs", "ledger", "backfills"], EXPECT_FUNCTION
         ))
     return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, ["runs", "ledger"], None))
 

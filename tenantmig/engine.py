@@ -235,8 +235,7 @@ class Engine:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         histories = await read_histories(await self.pool(), names,
-                                         concurrency=self.options.concurrency,
-                                         control_schema=self.control_schema)
+                                         concurrency=self.options.concurrency)
         return make_plan(self.migrations, histories, names, target)
 
     async def status(
@@ -319,8 +318,7 @@ class Engine:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         histories = await read_histories(await self.pool(), names,
-                                         concurrency=self.options.concurrency,
-                                         control_schema=self.control_schema)
+                                         concurrency=self.options.concurrency)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self._refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and
