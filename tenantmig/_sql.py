@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 SCHEMA_PLACEHOLDER = "{{schema}}"
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
@@ -47,42 +47,60 @@ def placeholders(text: str) -> list[tuple[int, str]]:
 
 
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+
+def _url_parts(dsn: str) -> tuple[str, str | None, str | None, str]:
+    """(scheme, user, password, rest after the user info) of a URL DSN, split by hand.
+
+    Not with urlsplit: a password with an unencoded ``/``, ``?``, ``#`` or ``@`` (common
+    in generated passwords) moves part of it into the path, query or fragment, where a
+    redaction that trusts the parse would leave it. Hosts cannot hold ``@``, so the user
+    info is everything before the last one.
+    """
+    scheme, _, rest = dsn.partition("://")
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme, None, None, rest
+    user, colon, password = rest[:at].partition(":")
+    return scheme, user, password if colon else None, rest[at + 1 :]
 
 
 def redact_dsn(dsn: str) -> str:
     """The DSN with any password replaced by ``***``, for logs and messages."""
     if "://" not in dsn:
         return _PASSWORD_KV.sub(r"\1***", dsn)
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable dsn>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hostinfo}"
-    query = _PASSWORD_KV.sub(r"\1***", parts.query.replace("&", " ")).replace(" ", "&")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, user, password, rest = _url_parts(dsn)
+    rest = _PASSWORD_PARAM.sub(r"\1***", rest)
+    if user is None:
+        return f"{scheme}://{rest}"
+    return f"{scheme}://{user}{':***' if password is not None else ''}@{rest}"
 
 
 def scrub(text: str, dsns: list[str]) -> str:
-    """Remove any password that appears in *dsns* from *text*."""
+    """Remove the DSNs' passwords (and the DSNs themselves) from *text*.
+
+    A password is replaced where it stands on its own, not inside a longer word: a
+    password ``tenant`` must not turn ``nosuch_tenant`` into ``nosuch_***``, which both
+    garbles the message and gives the password away.
+    """
     for dsn in dsns:
+        if dsn:
+            text = text.replace(dsn, redact_dsn(dsn))
         for secret in _passwords(dsn):
             if secret:
-                text = text.replace(secret, "***")
+                text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])",
+                              "***", text)
     return text
 
 
 def _passwords(dsn: str) -> list[str]:
     found = [m.group(2).strip("'") for m in _PASSWORD_KV.finditer(dsn)]
     if "://" in dsn:
-        try:
-            password = urlsplit(dsn).password
-        except ValueError:
-            password = None
+        _, _, password, rest = _url_parts(dsn)
+        candidates = [m.group(2) for m in _PASSWORD_PARAM.finditer(rest)]
         if password:
-            found.append(password)
-    return found
+            candidates.append(password)
+        for raw in candidates:
+            found += [raw, unquote(raw)]
+    return sorted(set(found), key=len, reverse=True)  # longest first: no partial leftovers

@@ -10,6 +10,7 @@ the file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,7 +101,10 @@ def _int(name: str, value: Any, minimum: int) -> int:
 def _expand(dsn: str) -> str:
     expanded = os.path.expandvars(dsn)
     if "${" in expanded:
-        raise ConfigError("a DSN names an environment variable that is not set")
+        unset = sorted(set(re.findall(r"\$\{([^}]*)\}", expanded)))
+        raise ConfigError(
+            "a DSN names an environment variable that is not set: " + ", ".join(unset)
+        )
     return expanded
 
 

@@ -163,6 +163,15 @@ class Engine:
                     f"cannot connect to {redact_dsn(self.dsn)}: "
                     f"{scrub(str(exc) or type(exc).__name__, [self.dsn])}"
                 ) from None
+            except ValueError:
+                # asyncpg's message quotes the piece it failed on, which may be part of
+                # the password: say only what to check.
+                raise ConfigError(
+                    f"cannot parse the DSN {redact_dsn(self.dsn)}: it must be a "
+                    "postgresql:// URL whose user name and password have / ? # @ : "
+                    "percent-encoded (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A), "
+                    "with a numeric port"
+                ) from None
         return self._pool
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -541,6 +542,56 @@ def test_unreachable_database_is_exit_2_naming_the_host(log_format: str, project
     assert_no_traceback(r)
     assert "127.0.0.1" in r.stderr
     assert SECRET not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("password", "fragments"),
+    [
+        # Generated passwords with characters a URL needs percent-encoded: each made
+        # asyncpg's parser quote a piece of the password in its error.
+        ("Zq/x9!kP", ["Zq", "x9!kP"]),
+        ("p@ss:w@rd", ["w@rd", "ss:w"]),
+        ("pa?ss", ["pa?", "?ss"]),
+        ("pa#ss", ["pa#", "#ss"]),
+    ],
+)
+def test_dsn_that_does_not_parse_is_exit_2_without_the_password(
+    password: str, fragments: list[str], project: Path
+) -> None:
+    r = tm("status", "--dsn", f"postgresql://u:{password}@127.0.0.1:1/db", cwd=project)
+    assert r.returncode == 2, show(r)
+    assert_no_traceback(r)
+    assert "cannot parse the DSN" in r.stderr and "percent-encoded" in r.stderr, show(r)
+    for fragment in [password, *fragments]:
+        assert fragment not in r.stdout + r.stderr, (fragment, show(r))
+
+
+async def test_a_password_inside_other_words_leaves_them_alone(
+    dsn: str, project: Path, tenants: list[str]
+) -> None:
+    """Only the password itself is hidden, not the same letters inside other words: with
+    the password ``ant`` the message still names ``nosuch_tenant`` (masking it would
+    garble the message and give the password away)."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        pytest.skip("the test server's DSN has a password of its own")
+    netloc = parts.netloc.replace("@", ":ant@", 1) if "@" in parts.netloc else (
+        f"postgres:ant@{parts.netloc}")
+    with_password = urlunsplit(parts._replace(netloc=netloc))
+    r = tm("up", "--dsn", with_password, "--tenant", "nosuch_tenant", cwd=project)
+    assert r.returncode == 2, show(r)
+    assert "tenant schema not found: 'nosuch_tenant'" in r.stderr, show(r)
+    assert "***" not in r.stderr, show(r)
+
+
+def test_unset_variable_in_the_config_dsn_is_named(project: Path) -> None:
+    (project / "tenantmig.toml").write_text(
+        'dsn = "postgresql://u:${TM_TEST_UNSET_PASSWORD}@127.0.0.1:1/db"\n'
+    )
+    r = tm("status", cwd=project, env=cli_env())
+    assert r.returncode == 2, show(r)
+    assert "TM_TEST_UNSET_PASSWORD" in r.stderr, show(r)
+    assert_no_traceback(r)
 
 
 # --- a failing tenant, the ledger, status and resume -------------------------------------
