@@ -59,22 +59,25 @@ def is_reserved(name: str, control_schema: str) -> bool:
 async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> list[str]:
     """The tenant schemas to target, in a stable order.
 
-    Explicit names must all exist (else :class:`TargetError`, before anything runs);
-    a prefix is matched literally, so ``tenantx_1`` never matches ``tenant_``.
+    Explicit names, targeted or excluded, must all exist (else :class:`TargetError`,
+    before anything runs: a misspelt exclusion would migrate the tenant meant to be left
+    out); a prefix is matched literally, so ``tenantx_1`` never matches ``tenant_``.
     """
     excluded = set(targeting.exclude)
-    if targeting.tenants is not None:
-        names = list(dict.fromkeys(targeting.tenants))
-        bad = [n for n in names if is_reserved(n, control_schema)]
-        if bad:
-            raise TargetError(f"not a tenant schema: {', '.join(bad)}")
-        rows = await conn.fetch(_EXISTING, names)
+    names = list(dict.fromkeys(targeting.tenants or ()))
+    bad = [n for n in names if is_reserved(n, control_schema)]
+    if bad:
+        raise TargetError(f"not a tenant schema: {', '.join(bad)}")
+    if names or excluded:
+        rows = await conn.fetch(_EXISTING, [*names, *excluded])
         existing = {r[0] for r in rows}
-        missing = [n for n in names if n not in existing]
-        if missing:
-            shown = ", ".join(repr(n) for n in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise TargetError(f"tenant schema not found: {shown}{more}")
+        for what, wanted in (("tenant", names), ("excluded tenant", sorted(excluded))):
+            missing = [n for n in wanted if n not in existing]
+            if missing:
+                shown = ", ".join(repr(n) for n in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise TargetError(f"{what} schema not found: {shown}{more}")
+    if targeting.tenants is not None:
         return [n for n in names if n not in excluded]
     if not targeting.prefix:
         raise ConfigError("an empty --prefix would target every schema; name tenants instead")

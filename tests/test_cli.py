@@ -314,6 +314,17 @@ async def test_up_exclude(dsn: str, project: Path, tenants: list[str]) -> None:
     await assert_untouched(dsn, ["tenant_b", *DECOYS])
 
 
+async def test_misspelt_exclude_is_an_error_and_touches_nothing(
+    dsn: str, project: Path, tenants: list[str]
+) -> None:
+    """A typo in --exclude would otherwise migrate the very tenant meant to be left out."""
+    r = tm("up", "--dsn", dsn, "--exclude", "tenant_bb", cwd=project)
+    assert r.returncode == 2, show(r)
+    assert "excluded tenant schema not found: 'tenant_bb'" in r.stderr, show(r)
+    assert_no_traceback(r)
+    await assert_untouched(dsn, [*tenants, *DECOYS])
+
+
 async def test_up_prefix(dsn: str, project: Path, tenants: list[str]) -> None:
     await create_tenants(dsn, ["acme_1", "acme_2", "acmex"])
     r = tm("up", "--dsn", dsn, "--prefix", "acme_", cwd=project)
