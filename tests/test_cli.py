@@ -916,6 +916,33 @@ async def test_status(dsn: str, project: Path, tenants: list[str]) -> None:
 # --- structured logs --------------------------------------------------------------------
 
 
+def tm_unread(*args: Any, cwd: Path) -> tuple[int, str]:
+    """Run tenantmig with a stdout whose reader has gone (``tenantmig ... | head -0``):
+    (exit code, stderr)."""
+    with subprocess.Popen([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
+                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # long before the program has started and printed anything
+        err = proc.stderr.read()
+        return proc.wait(timeout=120), err
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+async def test_a_reader_that_goes_away_changes_no_exit_code(
+    json_output: bool, dsn: str, project: Path, tenants: list[str]
+) -> None:
+    as_json = ["--json"] if json_output else []
+    code, err = tm_unread("up", "--dsn", dsn, *as_json, cwd=project)
+    assert code == 0, err
+    assert "Traceback" not in err and "Task exception" not in err, err
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2]  # the run was whole; only its summary lost
+
+    code, err = tm_unread("status", "--dsn", dsn, *as_json, cwd=project)
+    assert (code, err) == (0, "")
+
+
 async def test_json_logs(dsn: str, project: Path, tenants: list[str]) -> None:
     r = tm("up", "--dsn", dsn, "--log-format", "json", "--target", "1", cwd=project)
     assert r.returncode == 0, show(r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import asdict
 from datetime import datetime
@@ -18,11 +19,23 @@ from ..plan import Plan
 from ..report import Report, Status
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (``tenantmig status | head``): print nothing more and let
+        the command end with its own exit code. (rich's default raises SystemExit(1)
+        inside the event loop: exit 1 and asyncio's "Task exception was never retrieved"
+        on stderr, even for an ``up`` that migrated every tenant.)"""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        os.close(devnull)
+
+
 def console(*, stderr: bool = False) -> Console:
     """Where the command line prints. No emoji codes: a tenant named ``tenant_:fire:``
     (names are whatever the database holds) must print as itself, like the escaped
     markup around it; no highlighting, no wrapping of long names."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _v(version: int | None) -> str:
