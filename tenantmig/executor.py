@@ -296,7 +296,9 @@ class Executor:
                 progress = _Progress(unit.migrations[0].version)
                 tries, error = await self._unit_with_retries(plan.tenant, unit, box,
                                                              tenant_log, progress, state)
-                attempts += tries
+                # The ledger's attempts: the most tries one step needed (1: no retry),
+                # not a count of steps, which would vary with how migrations are grouped.
+                attempts = max(attempts, tries)
                 applied.extend(progress.done)
                 if progress.done and self._direction == "up":
                     state.has_history = True
