@@ -325,6 +325,19 @@ async def test_misspelt_exclude_is_an_error_and_touches_nothing(
     await assert_untouched(dsn, [*tenants, *DECOYS])
 
 
+async def test_nothing_matched_and_nothing_to_resume_say_so(
+    dsn: str, project: Path, tenants: list[str]
+) -> None:
+    r = tm("up", "--dsn", dsn, "--prefix", "nomatch_", cwd=project)
+    assert r.returncode == 0, show(r)
+    assert "Nothing to do: no tenant schema matched." in r.stdout, show(r)
+
+    assert tm("up", "--dsn", dsn, cwd=project).returncode == 0
+    r = tm("resume", "--dsn", dsn, cwd=project)
+    assert r.returncode == 0, show(r)
+    assert "Nothing to resume: the run has no failed or unfinished tenants." in r.stdout, show(r)
+
+
 async def test_up_prefix(dsn: str, project: Path, tenants: list[str]) -> None:
     await create_tenants(dsn, ["acme_1", "acme_2", "acmex"])
     r = tm("up", "--dsn", dsn, "--prefix", "acme_", cwd=project)

@@ -133,10 +133,16 @@ def print_report(console: Console, report: Report, database: str) -> None:
     counts = report.counts()
     where = f" on {database}" if database else ""
     if report.run_id is None:
-        console.print(
-            f"Nothing to do{where}: {counts['skipped']} tenant(s) already have every "
-            f"migration up to version {_v(report.target)}."
-        )
+        if report.outcomes:
+            console.print(
+                f"Nothing to do{where}: {counts['skipped']} tenant(s) already have every "
+                f"migration up to version {_v(report.target)}."
+            )
+        elif report.command == "resume":
+            console.print(f"Nothing to resume{where}: the run has no failed or unfinished "
+                          "tenants.")
+        else:
+            console.print(f"Nothing to do{where}: no tenant schema matched.")
         return
     verb = {"up": "migrated", "down": "downgraded", "resume": "resumed",
             "provision": "provisioned"}.get(report.command, report.command)
