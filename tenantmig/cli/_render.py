@@ -172,9 +172,14 @@ def print_report(console: Console, report: Report, database: str) -> None:
         if len(report.failed) > 50:
             console.print(f"... and {len(report.failed) - 50} more: tenantmig ledger "
                           f"{report.run_id}")
-    if report.failed or report.pending:
+    if report.pending or any(o.attempts > 0 for o in report.failed):
         console.print(f"Retry the failed and pending tenants with: tenantmig resume "
                       f"{report.run_id}")
+    elif report.failed:
+        # Refused before anything ran (a down with a missing undo): a retry as things
+        # stand would be refused again.
+        console.print("Nothing was tried in the failed tenants: fix what their errors name, "
+                      f"then finish with: tenantmig resume {report.run_id}")
 
 
 def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
