@@ -1107,6 +1107,15 @@ async def test_sigint_mid_run_then_resume(dsn: str, tmp_path: Path,
     succeeded = {t for t, row in ledger.items() if row["status"] == "succeeded"}
     assert 1 <= len(succeeded) < 40
 
+    # `tenantmig ledger` names the tenants the run left pending (the first 20).
+    r = tm("ledger", run_id, "--dsn", dsn, cwd=tmp_path)
+    assert r.returncode == 0, show(r)
+    pending = sorted(set(names) - succeeded)
+    listed = r.stdout.split("Pending (not finished by this run): ")[1].splitlines()[0]
+    assert listed.split(" and ")[0].split(", ") == pending[:20], show(r)
+    if len(pending) > 20:
+        assert f"and {len(pending) - 20} more" in listed, show(r)
+
     r = tm("resume", "--dsn", dsn, "--concurrency", "8", cwd=tmp_path)
     assert r.returncode == 0, show(r)
     assert f"{40 - len(succeeded)} resumed, 0 failed" in r.stdout, show(r)

@@ -317,3 +317,8 @@ def print_ledger(console: Console, run: RunRecord, rows: list[LedgerRow], databa
             table.add_row(escape(r.tenant), _v(r.version_reached), _v(r.failing_version),
                           r.sqlstate or "-", str(r.attempts), escape((r.message or "")[:300]))
         console.print(table)
+    pending = [r.tenant for r in rows if r.status == "pending"]
+    if pending:
+        shown = ", ".join(escape(t) for t in pending[:20])
+        more = f" and {len(pending) - 20} more (--json lists all)" if len(pending) > 20 else ""
+        console.print(f"Pending (not finished by this run): {shown}{more}")
