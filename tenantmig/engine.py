@@ -422,11 +422,13 @@ class Engine:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
-        run_steps = [m.up if direction == "up" else m.down for p in work for m in p.pending]
-        steps = {str(step.path) for step in run_steps if step is not None}
+        run_steps = [(m.version, m.up if direction == "up" else m.down)
+                     for p in work for m in p.pending]
+        steps = {str(step.path) for _, step in run_steps if step is not None}
         if self.pgbouncer:
-            sessionful = sorted({Path(s.path).name for s in run_steps
-                                 if s is not None and not s.transactional})
+            sessionful = [name for _, name in sorted(
+                {(v, Path(s.path).name) for v, s in run_steps
+                 if s is not None and not s.transactional})]
             if sessionful:
                 raise ConfigError(
                     "through PgBouncer in transaction mode only transactional migrations can "

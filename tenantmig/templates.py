@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -392,8 +393,10 @@ def _columns(value: str, *, directions: bool) -> list[str]:
 
 
 def slugify(description: str) -> str:
-    """The description as a file-name part: lower case ASCII words joined by ``_``."""
-    slug = re.sub(r"[^a-z0-9]+", "_", description.lower()).strip("_")
+    """The description as a file-name part: lower case ASCII words joined by ``_``
+    (accents dropped: ``Ünïcode name`` gives ``unicode_name``)."""
+    ascii_text = unicodedata.normalize("NFKD", description).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
     slug = slug[:60].rstrip("_")
     if not slug:
         raise ValueError(

@@ -1298,8 +1298,8 @@ def test_demo_end_to_end() -> None:
                       r.stdout)
     assert match, r.stdout
     port, datadir = int(match.group(2)), Path(match.group(3))
-    assert "Created 21 tenant schemas" in r.stdout
-    assert "Status: 21 tenant(s)" in r.stdout, r.stdout
+    assert "Created 20 tenant schemas" in r.stdout
+    assert "Status: 20 tenant(s)" in r.stdout, r.stdout
     assert "(head)" in r.stdout and "All tenants at head." in r.stdout
     assert "Nothing to do" in r.stdout
     assert "Stopped the cluster" in r.stdout

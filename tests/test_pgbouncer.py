@@ -168,6 +168,9 @@ async def test_cli_through_pgbouncer_and_refusal_of_session_migrations(
         "-- tenantmig:no-transaction\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS more_id_idx ON {{schema}}.more (id);\n"
     )
+    (folder / "V10__batches.py").write_text(
+        "transactional = False\n\nasync def up(ctx):\n    await ctx.execute('SELECT 1')\n"
+    )
     refused = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "tenantmig", "up", "--pgbouncer", "--dsn", pooled,
@@ -175,5 +178,6 @@ async def test_cli_through_pgbouncer_and_refusal_of_session_migrations(
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "V5__index.sql" in refused.stderr and "direct connection" in refused.stderr
+    assert "direct connection" in refused.stderr
+    assert "V5__index.sql, V10__batches.py" in refused.stderr  # in version order
     assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.tenantmig_history") == 4

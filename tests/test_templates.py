@@ -326,6 +326,11 @@ def test_cli_new_with_a_pattern(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0, err
     assert (directory / "V9__plain_one.sql").exists()
 
+    code = cli("new", "Ünïcode naïve café!!", "--migrations", str(directory))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert (directory / "V10__unicode_naive_cafe.sql").exists()
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),

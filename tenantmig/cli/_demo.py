@@ -55,7 +55,8 @@ def run_demo(args: argparse.Namespace, config: Config) -> int:
 
 async def _demo(dsn: str, migrations: MigrationSet, args: argparse.Namespace,
                 out: Console, err: Console) -> int:
-    tenants = [f"tenant_{i:04d}" for i in range(1, args.tenants + 1)]
+    # --tenants N in all, the last one a name that needs quoting
+    tenants = [f"tenant_{i:04d}" for i in range(1, max(args.tenants, 1))]
     tenants.append("tenant_O'Brien \"demo\"")
     conn = await asyncpg.connect(dsn)
     try:
