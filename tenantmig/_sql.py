@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import unquote
+
+from ._exceptions import TenantmigError
 
 SCHEMA_PLACEHOLDER = "{{schema}}"
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
@@ -16,22 +19,65 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def render(template: str, schema: str, in_strings: frozenset[int] = frozenset()) -> str:
+@dataclass(frozen=True)
+class StringContexts:
+    """Where ``{{schema}}`` stands inside a string constant of a template, by offset."""
+
+    literal: frozenset[int] = frozenset()
+    """In ``'...'``: the name's quotes are doubled too (sessions run with
+    ``standard_conforming_strings`` on, so a backslash is just a backslash)."""
+    escape: frozenset[int] = frozenset()
+    """In ``E'...'``: its quotes and backslashes are doubled too."""
+    opaque: frozenset[int] = frozenset()
+    """In a ``U&'...'`` string, or a dollar-quoted body that does not scan as SQL: names
+    with ``'``, ``\\`` or ``$`` are refused there."""
+    tags: frozenset[str] = frozenset()
+    """The ``$tag$`` of every dollar-quoted body holding a placeholder: a name containing
+    one would end that body, so it is refused. (Inside a body that scans as SQL or
+    PL/pgSQL, the placeholders' own contexts are in the sets above.)"""
+
+
+NO_STRINGS = StringContexts()
+_UNSAFE_IN_OPAQUE = ("'", "\\", "$")
+
+
+class UnsafeTenantName(TenantmigError):
+    """A tenant name that the SQL cannot hold safely where it puts ``{{schema}}``."""
+
+
+def render(template: str, schema: str, strings: StringContexts = NO_STRINGS) -> str:
     """Replace ``{{schema}}`` with the quoted tenant schema.
 
-    *in_strings* holds the offsets of placeholders that stand inside a single-quoted
-    string literal (``nextval('{{schema}}.seq')``): there the quote characters of the
-    name are doubled as well, so ``tenant_O'Brien`` cannot end the string.
+    Inside a string constant the quoted name must also stay inside the constant:
+    ``nextval('{{schema}}.seq')`` for ``tenant_O'Brien`` doubles its quote (see
+    :class:`StringContexts`). A name that a dollar-quoted body could not hold safely
+    raises :class:`UnsafeTenantName` (that tenant fails; nothing is sent).
     """
     quoted = quote_ident(schema)
-    if not in_strings:
+    if strings == NO_STRINGS:
         return template.replace(SCHEMA_PLACEHOLDER, quoted)
+    ends = sorted(t for t in strings.tags if t in schema)
+    if ends or (strings.opaque and any(c in schema for c in _UNSAFE_IN_OPAQUE)):
+        where = (f"inside a body quoted with {ends[0]}, which the name contains" if ends
+                 else "inside a U&'' string or a body tenantmig cannot scan, where ' \\ "
+                      "or $ in the name could end it")
+        raise UnsafeTenantName(
+            f"tenant schema name {schema!r} cannot be put safely where this SQL puts "
+            f"{{{{schema}}}}: {where}; nothing was run (rename the schema, or build the "
+            "name in the body with format('%I', ...))"
+        )
     literal = quoted.replace("'", "''")
+    escaped = quoted.replace("\\", "\\\\").replace("'", "''")
     parts = template.split(SCHEMA_PLACEHOLDER)
     out = [parts[0]]
     offset = len(parts[0])
     for part in parts[1:]:
-        out.append(literal if offset in in_strings else quoted)
+        if offset in strings.literal:
+            out.append(literal)
+        elif offset in strings.escape:
+            out.append(escaped)
+        else:
+            out.append(quoted)
         out.append(part)
         offset += len(SCHEMA_PLACEHOLDER) + len(part)
     return "".join(out)

@@ -9,6 +9,7 @@ import structlog
 
 from ._sql import quote_ident, render
 from .durations import format_ms
+from .source import string_contexts
 
 
 class MigrationContext:
@@ -41,8 +42,8 @@ class MigrationContext:
         self._backfills = f"{quote_ident(control_schema)}.backfills"
 
     def sql(self, text: str) -> str:
-        """*text* with ``{{schema}}`` replaced."""
-        return render(text, self.schema)
+        """*text* with ``{{schema}}`` replaced (inside string constants too, safely)."""
+        return render(text, self.schema, string_contexts(text))
 
     async def execute(self, sql: str, *args: Any) -> str:
         result: str = await self.conn.execute(self.sql(sql), *args)

@@ -142,7 +142,9 @@ class Engine:
         """The connection pool, opened on first use."""
         if self._pool is None:
             assert self.dsn is not None
-            settings = {"application_name": "tenantmig"}
+            # standard_conforming_strings: render() escapes {{schema}} inside '...' for it
+            # (the server default since 9.1; PgBouncer tracks it per client).
+            settings = {"application_name": "tenantmig", "standard_conforming_strings": "on"}
             if not self.pgbouncer:
                 # Every query of ours is schema-qualified; migrations must be too. (Through
                 # PgBouncer these are set per transaction by the apply procedure instead.)

@@ -31,7 +31,7 @@ import asyncpg
 import structlog
 
 from . import batch, history
-from ._sql import quote_ident
+from ._sql import UnsafeTenantName, quote_ident
 from .context import MigrationContext
 from .control import (
     CLAIM_FUNCTION,
@@ -506,6 +506,22 @@ class Executor:
             await conn.execute(batch.PRIME_SQL, *self._prime_args)
             box.primed = True
         todo = [(m, self._step(m)) for m in unit.migrations]
+        # Rendered up front: a migration that cannot hold this tenant's name safely
+        # (UnsafeTenantName) ends the batch before it, and fails once those committed;
+        # an all-or-nothing group fails whole.
+        items: dict[int, batch.Item] = {}
+        refused: tuple[int, UnsafeTenantName] | None = None
+        for m, s in todo:
+            try:
+                items[m.version] = batch.Item(m.version, s.render(tenant),
+                                              s.lock_timeout_ms is not None)
+            except UnsafeTenantName as exc:
+                refused = (m.version, exc)
+                break
+        if refused is not None and (not items or unit.kind == "atomic-batch"):
+            progress.version = refused[0]
+            raise refused[1]
+        todo = [(m, s) for m, s in todo if m.version in items]
         wait = _LOCK_POLL_FIRST
         replans = 0
         if not state.known:
@@ -517,8 +533,7 @@ class Executor:
                 self._options.control_schema,
                 tenant,
                 key,
-                [batch.Item(m.version, s.render(tenant), s.lock_timeout_ms is not None)
-                 for m, s in todo],
+                [items[m.version] for m, _ in todo],
                 undo=undo,
                 has_history=state.has_history,
                 atomic=unit.kind == "atomic-batch",
@@ -559,7 +574,10 @@ class Executor:
                 state.known = False
                 raise
             progress.done.extend(m.version for m, _ in todo)
-            return
+            break
+        if refused is not None:
+            progress.version = refused[0]
+            raise refused[1]
 
     async def _read_back(
         self,

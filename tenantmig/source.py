@@ -21,7 +21,7 @@ from typing import Any
 import pglast
 
 from ._exceptions import LoadError, Problem
-from ._sql import SCHEMA_PLACEHOLDER, placeholders, render
+from ._sql import NO_STRINGS, SCHEMA_PLACEHOLDER, StringContexts, placeholders, render
 from .durations import parse_duration_ms
 
 _NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>[^/\\]+)\.(?P<ext>sql|py)$")
@@ -68,8 +68,8 @@ class Step:
     allows: tuple[Allow, ...] = ()
     """Lint findings accepted on purpose, each with its line and reason."""
 
-    placeholders_in_strings: frozenset[int] = frozenset()
-    """Offsets of ``{{schema}}`` inside string literals (quotes doubled there too)."""
+    placeholders_in_strings: StringContexts = NO_STRINGS
+    """Where ``{{schema}}`` stands inside string constants (rendered to stay inside)."""
 
     batchable: bool = False
     """Transactional SQL that can share one round trip with its neighbours: it parses, and
@@ -84,7 +84,7 @@ class Step:
     def render_statement(self, index: int, schema: str) -> str:
         """Statement *index* of a non-transactional step, for one tenant."""
         statement = self.statements[index]
-        return render(statement, schema, _in_strings(statement))
+        return render(statement, schema, string_contexts(statement))
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,7 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         lock_timeout_ms=header.lock_timeout_ms,
         statement_timeout_ms=header.statement_timeout_ms,
         allows=tuple(allows),
-        placeholders_in_strings=_in_strings(text),
+        placeholders_in_strings=string_contexts(text),
         batchable=header.transactional and len(problems) == before and _batchable(text),
     )
 
@@ -357,30 +357,62 @@ def _batchable(text: str) -> bool:
     )
 
 
-def _in_strings(text: str) -> frozenset[int]:
-    """Offsets of ``{{schema}}`` that fall inside single-quoted string constants."""
+def string_contexts(text: str) -> StringContexts:
+    """Where ``{{schema}}`` stands inside string constants of *text* (see
+    :class:`StringContexts`): PostgreSQL's own scanner finds the constants, and the
+    bodies of dollar-quoted ones (PL/pgSQL is lexed by the same scanner) are scanned in
+    turn, so a placeholder in a string inside a function body is escaped for it."""
     if SCHEMA_PLACEHOLDER not in text:
-        return frozenset()
+        return NO_STRINGS
+    found: dict[str, set[int]] = {"literal": set(), "escape": set(), "opaque": set()}
+    tags: set[str] = set()
     try:
-        tokens = pglast.parser.scan(text)
+        _scan_strings(text, 0, found, tags)
     except Exception:  # the server will report the syntax error
-        return frozenset()
+        return NO_STRINGS
+    return StringContexts(
+        literal=frozenset(found["literal"]),
+        escape=frozenset(found["escape"]),
+        opaque=frozenset(found["opaque"]),
+        tags=frozenset(tags),
+    )
+
+
+def _scan_strings(text: str, base: int, found: dict[str, set[int]], tags: set[str]) -> None:
     # The scanner reports byte offsets; map them to character offsets.
     encoded = text.encode("utf-8")
-    spans = [
-        (len(encoded[: t.start].decode("utf-8", "ignore")),
-         len(encoded[: t.end + 1].decode("utf-8", "ignore")))
-        for t in tokens
-        if t.name in ("SCONST", "USCONST")
-        and encoded[t.start : t.start + 1] != b"$"
-    ]
-    found = set()
-    start = text.find(SCHEMA_PLACEHOLDER)
-    while start != -1:
-        if any(lo <= start < hi for lo, hi in spans):
-            found.add(start)
+    for t in pglast.parser.scan(text):
+        if t.name not in ("SCONST", "USCONST"):
+            continue
+        lo = len(encoded[: t.start].decode("utf-8", "ignore"))
+        hi = len(encoded[: t.end + 1].decode("utf-8", "ignore"))
+        inside = _placeholder_offsets(text, lo, hi)
+        if not inside:
+            continue
+        first = text[lo].lower()
+        if first == "$":
+            tag = text[lo : text.index("$", lo + 1) + 1]
+            tags.add(tag)
+            body = text[lo + len(tag) : hi - len(tag)]
+            try:
+                _scan_strings(body, base + lo + len(tag), found, tags)
+            except Exception:  # not SQL (another language): refuse risky names there
+                found["opaque"].update(base + i for i in inside)
+        elif t.name == "USCONST" or first == "u":
+            found["opaque"].update(base + i for i in inside)
+        elif first == "e":
+            found["escape"].update(base + i for i in inside)
+        else:
+            found["literal"].update(base + i for i in inside)
+
+
+def _placeholder_offsets(text: str, lo: int, hi: int) -> list[int]:
+    offsets = []
+    start = text.find(SCHEMA_PLACEHOLDER, lo)
+    while start != -1 and start < hi:
+        offsets.append(start)
         start = text.find(SCHEMA_PLACEHOLDER, start + 1)
-    return frozenset(found)
+    return offsets
 
 
 def _allow(path: Path, number: int, raw: str, problems: list[Problem]) -> Allow | None:

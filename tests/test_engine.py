@@ -234,6 +234,62 @@ async def test_tenant_names_that_need_quoting(dsn: str, make_migrations: MakeMig
         == {1}
 
 
+# Names written to end a string constant around {{schema}} and run SQL of their own.
+E_STRING_BREAKER = "tenant_q\\'; CREATE TABLE public.pwned_e (); --"
+BODY_BREAKER = "tenant_',true);CREATE TABLE public.pwned_do();PERFORM concat('a"
+DOLLAR_BREAKER = "tenant_$$; CREATE TABLE public.pwned_dollar (); --"
+
+
+async def test_names_that_would_end_a_string_constant_stay_inside_or_are_refused(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "V1__note.sql": """\
+            CREATE TABLE {{schema}}.t1 (id int);
+            CREATE TABLE {{schema}}.notes (note text);
+            COMMENT ON TABLE {{schema}}.t1 IS E'owned by {{schema}}';
+            """,
+        "V2__body.sql": """\
+            DO $$ BEGIN
+                INSERT INTO {{schema}}.notes VALUES ('{{schema}}');
+                PERFORM pg_catalog.set_config('app.note', E'{{schema}}', true);
+            END $$;
+            CREATE FUNCTION {{schema}}.n() RETURNS int LANGUAGE sql
+                AS $body$ SELECT count(*)::int FROM {{schema}}.notes $body$;
+            """,
+        "V3__python.py": """\
+            async def up(ctx):
+                await ctx.execute("COMMENT ON COLUMN {{schema}}.t1.id IS 'in {{schema}}'")
+            """,
+    })
+    safe = ["tenant_plain", "tenant_O'Brien", E_STRING_BREAKER, BODY_BREAKER]
+    await create_tenants(dsn, [*safe, DOLLAR_BREAKER])
+    async with Engine(dsn, migrations=folder, concurrency=2) as engine:
+        report = await engine.upgrade()
+    outcomes = {o.tenant: o for o in report.outcomes}
+
+    # In '...' and E'...', at the top level or inside a DO or function body, the name is
+    # escaped for the string and stays a value.
+    for t in safe:
+        assert outcomes[t].status == "succeeded", (t, outcomes[t].message)
+        assert await versions(dsn, t) == [1, 2, 3], t
+        table = f"{quote_ident(t)}.t1"
+        assert await fetchval(dsn, "SELECT obj_description($1::regclass)", table) == \
+            f"owned by {quote_ident(t)}"
+        assert await fetchval(dsn, "SELECT col_description($1::regclass, 1)", table) == \
+            f"in {quote_ident(t)}"
+        assert await fetchval(dsn, f"SELECT note FROM {quote_ident(t)}.notes") == \
+            quote_ident(t)
+        assert await fetchval(dsn, f"SELECT {quote_ident(t)}.n()") == 1
+    # A name holding the $$ that quotes a body holding {{schema}} would end that body:
+    # that tenant fails at V2 before anything of it is sent.
+    refused = outcomes[DOLLAR_BREAKER]
+    assert refused.status == "failed" and refused.failing_version == 2, refused
+    assert "inside a body quoted with $$" in (refused.message or ""), refused.message
+    assert await versions(dsn, DOLLAR_BREAKER) == [1]
+    assert await relations(dsn, "public") == set()
+
+
 # --- targeting ------------------------------------------------------------------------------
 
 
