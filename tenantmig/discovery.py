@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,20 @@ class Targeting:
         return self.tenants is not None
 
 
+_COMMENT = re.compile(r"(^|\s)#.*")
+
+
 def read_tenants_file(path: str | Path) -> list[str]:
-    """One tenant per line; blank lines and ``#`` comments ignored."""
+    """One tenant per line; blank lines and comments ignored. A comment starts with
+    ``#`` at the start of a line or after white space, so ``tenant_#1`` is a name (cut
+    at its ``#`` it would have named ``tenant_``, another schema)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read tenants file {path}: {exc.strerror or exc}") from exc
     names = []
     for line in text.splitlines():
-        name = line.split("#", 1)[0].strip()
+        name = _COMMENT.sub("", line).strip()
         if name:
             names.append(name)
     return names

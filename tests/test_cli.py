@@ -305,6 +305,16 @@ async def test_up_tenants_file(dsn: str, project: Path, tenants: list[str]) -> N
     assert await versions(dsn, "tenant_b") == [1, 2]
 
 
+async def test_tenants_file_name_with_a_hash(dsn: str, project: Path) -> None:
+    """A # inside a name is part of it: cut there, tenant_#1 would target tenant_."""
+    await create_tenants(dsn, ["tenant_#1", "tenant_"])
+    (project / "tenants.txt").write_text("tenant_#1  # the first\n", encoding="utf-8")
+    r = tm("up", "--dsn", dsn, "--tenants-file", "tenants.txt", cwd=project)
+    assert r.returncode == 0, show(r)
+    assert await versions(dsn, "tenant_#1") == [1, 2]
+    await assert_untouched(dsn, ["tenant_"])
+
+
 async def test_up_exclude(dsn: str, project: Path, tenants: list[str]) -> None:
     r = tm("up", "--dsn", dsn, "--exclude", "tenant_b", cwd=project)
     assert r.returncode == 0, show(r)
