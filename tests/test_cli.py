@@ -884,12 +884,16 @@ async def test_names_that_look_like_rich_markup_or_emoji_print_as_themselves(
     dsn: str, project: Path
 ) -> None:
     names = ["tenant_:fire:", "tenant_[bold]x[/bold]", "tenant_:smile:[red]"]
-    await create_tenants(dsn, names)
+    # A trailing backslash prints once; terminal control sequences print as \xNN, so a
+    # name cannot recolour or retitle the terminal.
+    backslash, control = "tenant_end\\", "tenant_\x1b]0;pwned\x07\x1b[31mRED"
+    await create_tenants(dsn, [*names, backslash, control])
     r = tm("up", "--dsn", dsn, cwd=project)
     assert r.returncode == 0, show(r)
     slowest = next(line for line in r.stdout.splitlines() if line.startswith("Slowest:"))
-    for name in names:
-        assert f"{name} " in slowest
+    for name in [*names, backslash, "tenant_\\x1b]0;pwned\\x07\\x1b[31mRED"]:
+        assert f"{name} " in slowest, (name, slowest)
+    assert "\x1b" not in r.stdout + r.stderr and "\x07" not in r.stdout + r.stderr
     # A failure table and status lines carry the names too.
     r = tm("down", "--dsn", dsn, "--target", "1", cwd=project)
     assert r.returncode == 0, show(r)

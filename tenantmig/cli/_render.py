@@ -10,13 +10,30 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _rich_escape
 from rich.table import Table
 
 from ..control import LedgerRow, RunRecord
 from ..executor import TenantOutcome
 from ..plan import Plan
 from ..report import Report, Status
+
+# C0 and C1 control characters but tab and newline, shown as \xNN: a tenant name (or an
+# error message quoting one) must not recolour, retitle or rewrite the user's terminal.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+            if c not in (0x09, 0x0A)}
+
+
+def escape(text: str) -> str:
+    """Text from the database or the files, made safe for console markup: its control
+    characters visible, its markup escaped. Unlike rich's escape, a trailing backslash
+    is not doubled (rich doubles it in case a tag follows, then prints both): in this
+    module no ``[`` ever follows an escaped value directly."""
+    visible = text.translate(_VISIBLE)
+    out = _rich_escape(visible)
+    if visible.endswith("\\") and out.endswith("\\\\") and not visible.endswith("\\\\"):
+        out = out[:-1]
+    return out
 
 
 class _Console(Console):
@@ -207,7 +224,8 @@ def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
         mode = "" if m.transactional else " (no transaction)"
         console.print(f"-- V{m.version} {escape(m.description)}{mode}", style="bold")
         if m.up.sql is not None:
-            console.print(escape(m.up.render(example.tenant).strip()), highlight=False)
+            sql = m.up.render(example.tenant).replace("\r\n", "\n").strip()
+            console.print(escape(sql), highlight=False)
         else:
             console.print(f"-- Python migration {escape(m.filename)}: up(ctx)")
 
