@@ -68,8 +68,10 @@ class Step:
     allows: tuple[Allow, ...] = ()
     """Lint findings accepted on purpose, each with its line and reason."""
 
-    placeholders_in_strings: StringContexts = NO_STRINGS
-    """Where ``{{schema}}`` stands inside string constants (rendered to stay inside)."""
+    strings: StringContexts = NO_STRINGS
+    """Where ``{{schema}}`` stands inside string constants of :attr:`sql`."""
+    statement_strings: tuple[StringContexts, ...] = ()
+    """The same for each of :attr:`statements`, found once at load, not per tenant."""
 
     batchable: bool = False
     """Transactional SQL that can share one round trip with its neighbours: it parses, and
@@ -79,12 +81,11 @@ class Step:
         """The SQL for one tenant."""
         if self.sql is None:
             raise TypeError("a Python step has no SQL")
-        return render(self.sql, schema, self.placeholders_in_strings)
+        return render(self.sql, schema, self.strings)
 
     def render_statement(self, index: int, schema: str) -> str:
         """Statement *index* of a non-transactional step, for one tenant."""
-        statement = self.statements[index]
-        return render(statement, schema, string_contexts(statement))
+        return render(self.statements[index], schema, self.statement_strings[index])
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,8 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         lock_timeout_ms=header.lock_timeout_ms,
         statement_timeout_ms=header.statement_timeout_ms,
         allows=tuple(allows),
-        placeholders_in_strings=string_contexts(text),
+        strings=string_contexts(text),
+        statement_strings=tuple(string_contexts(s) for s in statements),
         batchable=header.transactional and len(problems) == before and _batchable(text),
     )
 
