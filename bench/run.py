@@ -222,10 +222,35 @@ async def checkpoint(admin_dsn: str) -> bool:
     return True
 
 
-def write_migrations(directory: Path) -> None:
+# --managed: every tenant is already under tenantmig (its history table exists, holding the
+# baseline), as on every release after the first; the five migrations then become V2-V6.
+BASELINE = ("V1__baseline.sql", "COMMENT ON SCHEMA {{schema}} IS 'tenant';\n")
+
+
+def write_migrations(directory: Path, *, managed: bool = False) -> None:
+    """The five migrations as V1-V5, or after the baseline as V2-V6 when *managed*."""
     directory.mkdir(parents=True, exist_ok=True)
-    for filename, sql in MIGRATIONS:
-        (directory / filename).write_text(sql, encoding="utf-8")
+    if not managed:
+        for filename, sql in MIGRATIONS:
+            (directory / filename).write_text(sql, encoding="utf-8")
+        return
+    (directory / BASELINE[0]).write_text(BASELINE[1], encoding="utf-8")
+    for number, (filename, sql) in enumerate(MIGRATIONS, start=2):
+        (directory / f"V{number}__{filename.split('__', 1)[1]}").write_text(sql, encoding="utf-8")
+
+
+def write_baseline(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / BASELINE[0]).write_text(BASELINE[1], encoding="utf-8")
+
+
+async def raw_baseline(dsn: str, names: Sequence[str], concurrency: int) -> float:
+    """The baseline statement in every tenant of the raw database (untimed, for symmetry)."""
+
+    async def work(conn: Any, tenant: str) -> None:
+        await conn.execute(render(BASELINE[1], tenant))
+
+    return await fan_out(dsn, names, concurrency, work)
 
 
 # --- the raw floor ------------------------------------------------------------------------
@@ -587,8 +612,12 @@ SELECT
 """
 
 
-async def verify(dsn: str, names: Sequence[str], *, with_history: bool) -> list[str]:
-    """Problems found (empty when every tenant has all five changes, and history if asked)."""
+async def verify(
+    dsn: str, names: Sequence[str], *, with_history: bool, managed: bool = False
+) -> list[str]:
+    """Problems found (empty when every tenant has all five changes, and history if asked:
+    versions 1-5, or 1-6 when *managed*)."""
+    expected = list(range(1, 7 if managed else 6))
     n = len(names)
     problems: list[str] = []
     conn = await asyncpg.connect(dsn)
@@ -618,10 +647,13 @@ async def verify(dsn: str, names: Sequence[str], *, with_history: bool) -> list[
                         for i, t in enumerate(chunk)
                     )
                     bad += sum(
-                        1 for r in await conn.fetch(query) if list(r["v"] or []) != [1, 2, 3, 4, 5]
+                        1 for r in await conn.fetch(query) if list(r["v"] or []) != expected
                     )
                 if bad:
-                    problems.append(f"history not exactly versions 1-5: {bad} of {n} tenants")
+                    problems.append(
+                        f"history not exactly versions {expected[0]}-{expected[-1]}: "
+                        f"{bad} of {n} tenants"
+                    )
     finally:
         await conn.close()
     return problems
@@ -683,6 +715,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the results to this file")
     p.add_argument("--max-ratio", type=float, help="exit 1 if tenantmig/raw exceeds this (for CI)")
     p.add_argument(
+        "--managed",
+        action="store_true",
+        help="tenants already under tenantmig: before each timed run, an untimed `up` applies "
+        "a baseline V1 (so history tables exist, as on every release after the first); the "
+        "five migrations are then V2-V6",
+    )
+    p.add_argument(
         "--phases",
         action="store_true",
         help="api mode: time the engine's phases and print the breakdown",
@@ -740,6 +779,13 @@ def one_repeat(
     asyncio.run(clone_databases(admin_dsn))
     raw_dsn = dsn_with_database(admin_dsn, RAW_DB)
     tm_dsn = dsn_with_database(admin_dsn, TM_DB)
+    if args.managed:
+        asyncio.run(raw_baseline(raw_dsn, names, args.concurrency))
+        baseline = run_tm(
+            mode, tm_dsn, workdir / "baseline", args.concurrency, workdir / "baseline.log"
+        )
+        if not baseline.ok:
+            raise SystemExit(f"baseline failed: {baseline.detail}")
     logs: list[Path] = []
     profile = args.profile if index == 0 else None
     costs: dict[str, Cost] = {}
@@ -785,7 +831,10 @@ def one_repeat(
         step()
 
     problems = [f"{RAW_DB}: {p}" for p in asyncio.run(verify(raw_dsn, names, with_history=False))]
-    problems += [f"{TM_DB}: {p}" for p in asyncio.run(verify(tm_dsn, names, with_history=True))]
+    problems += [
+        f"{TM_DB}: {p}"
+        for p in asyncio.run(verify(tm_dsn, names, with_history=True, managed=args.managed))
+    ]
     if problems:
         for log in logs:
             lines = log.read_text(errors="replace").splitlines() if log.exists() else []
@@ -919,7 +968,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="tenantmig-bench-") as tmp:
             workdir = Path(tmp)
             migrations = workdir / "migrations"
-            write_migrations(migrations)
+            write_migrations(migrations, managed=args.managed)
+            write_baseline(workdir / "baseline")
             for index in range(args.repeat):
                 load = os.getloadavg()[0]
                 r = one_repeat(
@@ -965,7 +1015,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{tm:.2f}",
                 f"{ratio:.2f}",
                 f"{noop:.2f}",
-                mode,
+                mode + (", managed" if args.managed else ""),
             ],
         ]
     )
