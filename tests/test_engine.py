@@ -13,6 +13,7 @@ from helpers import create_tenants, execute, fetch, fetchval, quote_ident, relat
 
 import tenantmig
 from tenantmig import DriftError, Engine, TargetError, load_migrations, provision
+from tenantmig.lint import lint_migrations
 
 MakeMigrations = Callable[..., Path]
 
@@ -894,6 +895,35 @@ async def test_invalid_index_left_behind_is_rebuilt(
         assert await index_valid(dsn, t, "things_code_key") is True
     with pytest.raises(asyncpg.UniqueViolationError):
         await execute(dsn, "INSERT INTO tenant_a.things (code) VALUES (5)")
+
+
+@pytest.mark.parametrize("robust", [True, False], ids=["if-not-exists", "bare"])
+async def test_index_build_that_outlived_its_killed_runner(
+    dsn: str, make_migrations: MakeMigrations, robust: bool
+) -> None:
+    """After a runner is killed mid-build, its backend finishes the index: the tenant holds a
+    valid index but no history row for it. The retry (or resume) must cope, which only
+    IF NOT EXISTS does; the bare form is what lint's concurrently-not-retryable warns of."""
+    files = dict(INDEXED)
+    if not robust:
+        files["V2__index.sql"] = files["V2__index.sql"].replace(" IF NOT EXISTS", "")
+    folder = make_migrations(files)
+    await create_tenants(dsn, ["tenant_a"])
+    warned = [f.rule for f in lint_migrations(load_migrations(folder))]
+    assert warned == ([] if robust else ["concurrently-not-retryable"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        await execute(dsn, "CREATE UNIQUE INDEX CONCURRENTLY things_code_key "
+                      "ON tenant_a.things (code)")
+        report = await engine.upgrade()
+    if robust:
+        assert report.ok
+        assert await versions(dsn, "tenant_a") == [1, 2, 3]
+    else:
+        (failed,) = report.failed
+        assert (failed.sqlstate, failed.failing_version) == ("42P07", 2)
+        assert await versions(dsn, "tenant_a") == [1]
+    assert await index_valid(dsn, "tenant_a", "things_code_key") is True
 
 
 async def test_non_transactional_failure_is_recorded(

@@ -64,7 +64,7 @@ PAIRS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
     (
         "index-not-concurrent",
         "CREATE INDEX invoices_note_idx ON {{schema}}.invoices (note);",
-        "CREATE INDEX CONCURRENTLY invoices_note_idx ON {{schema}}.invoices (note);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_note_idx ON {{schema}}.invoices (note);",
         {"transactional": False},
         {"transactional": False},
     ),
@@ -77,9 +77,16 @@ PAIRS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "concurrently-in-transaction",
-        "CREATE INDEX CONCURRENTLY invoices_note_idx ON {{schema}}.invoices (note);",
-        "CREATE INDEX CONCURRENTLY invoices_note_idx ON {{schema}}.invoices (note);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_note_idx ON {{schema}}.invoices (note);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_note_idx ON {{schema}}.invoices (note);",
         {"transactional": True},
+        {"transactional": False},
+    ),
+    (
+        "concurrently-not-retryable",
+        "CREATE INDEX CONCURRENTLY invoices_note_idx ON {{schema}}.invoices (note);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_note_idx ON {{schema}}.invoices (note);",
+        {"transactional": False},
         {"transactional": False},
     ),
     (
@@ -308,14 +315,33 @@ def test_tables_created_in_the_same_migration_are_exempt() -> None:
 
 def test_concurrently_forms_in_a_transaction() -> None:
     sql = """
-    CREATE INDEX CONCURRENTLY i1 ON {{schema}}.invoices (note);
-    DROP INDEX CONCURRENTLY {{schema}}.i2;
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS i1 ON {{schema}}.invoices (note);
+    DROP INDEX CONCURRENTLY IF EXISTS {{schema}}.i2;
     REINDEX INDEX CONCURRENTLY {{schema}}.i3;
     ALTER TABLE {{schema}}.invoices DETACH PARTITION {{schema}}.invoices_2020 CONCURRENTLY;
     """
     assert rules(sql) == ["concurrently-in-transaction"] * 4
     # a no-transaction file runs statement by statement: several are fine
     assert rules(sql, transactional=False) == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "needs"),
+    [
+        ("CREATE INDEX CONCURRENTLY i1 ON {{schema}}.invoices (note);", "IF NOT EXISTS (tenantmig"),
+        ("CREATE UNIQUE INDEX CONCURRENTLY ON {{schema}}.invoices (note);", "name the index"),
+        ("DROP INDEX CONCURRENTLY {{schema}}.i2;", "DROP INDEX CONCURRENTLY IF EXISTS"),
+    ],
+)
+def test_concurrently_not_retryable_is_a_warning_with_the_robust_form(
+    sql: str, needs: str
+) -> None:
+    findings = lint(sql, transactional=False)
+    assert [(f.rule, f.severity) for f in findings] == [("concurrently-not-retryable", "warning")]
+    assert needs in findings[0].message
+    assert blocking(findings) == []
+    # in a transaction the statement is refused outright; a retry there starts clean
+    assert rules(sql) == ["concurrently-in-transaction"]
 
 
 def test_constraint_not_valid_covers_foreign_keys_and_inline_constraints() -> None:
@@ -784,8 +810,10 @@ def test_seed_pattern_3_without_concurrently() -> None:
     assert rules(SEED_P3.replace(" CONCURRENTLY", "")) == ["index-not-concurrent"]
 
 
-def test_seed_pattern_3_transaction_false_variant_is_clean() -> None:
-    assert rules(SEED_P3, transactional=False) == []
+def test_seed_pattern_3_transaction_false_variant_is_not_retryable() -> None:
+    assert rules(SEED_P3, transactional=False) == ["concurrently-not-retryable"]
+    robust = SEED_P3.replace("CONCURRENTLY", "CONCURRENTLY IF NOT EXISTS")
+    assert rules(robust, transactional=False) == []
     down = "DROP INDEX CONCURRENTLY IF EXISTS {{schema}}.idx_invoices_customer_status_date"
     assert rules(down, transactional=False) == []
 
@@ -923,7 +951,7 @@ def test_facts_flow_across_migration_files(make_migrations: MakeMigrations) -> N
             """,
             "V5__index.sql": """
                 -- tenantmig:no-transaction
-                CREATE INDEX CONCURRENTLY t_a_idx ON {{schema}}.t (a);
+                CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a_idx ON {{schema}}.t (a);
             """,
         }
     )

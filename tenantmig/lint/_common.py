@@ -35,6 +35,9 @@ RULES: dict[str, str] = {
     "drop-index-not-concurrent": "DROP INDEX without CONCURRENTLY",
     "concurrently-in-transaction": "CREATE/DROP INDEX, REINDEX or DETACH PARTITION CONCURRENTLY "
     "in a transactional migration (needs -- tenantmig:no-transaction)",
+    "concurrently-not-retryable": "warning: in a no-transaction migration, CREATE INDEX "
+    "CONCURRENTLY without a name or IF NOT EXISTS, DROP INDEX CONCURRENTLY without IF EXISTS "
+    "(a retry after the runner was killed fails or duplicates the index)",
     "constraint-not-valid": "ADD CONSTRAINT CHECK / FOREIGN KEY (or an inline one in ADD COLUMN) "
     "without NOT VALID on an existing table",
     "validate-same-migration": "VALIDATE CONSTRAINT in the migration that added it NOT VALID, or "

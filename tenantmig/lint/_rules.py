@@ -389,6 +389,14 @@ class _Linter:
         if node.removeType is ObjectType.OBJECT_INDEX:
             if node.concurrent:
                 self._concurrently("DROP INDEX")
+                if not self.transactional and not node.missing_ok:
+                    self.report(
+                        "concurrently-not-retryable",
+                        "DROP INDEX CONCURRENTLY without IF EXISTS fails (42704) on the retry "
+                        "that follows a drop which finished after its runner was killed — "
+                        "write DROP INDEX CONCURRENTLY IF EXISTS",
+                        severity=WARNING,
+                    )
             for obj in objects:
                 index = name_key(strings(obj))
                 table = self.state.indexes.pop(index, "")
@@ -458,6 +466,7 @@ class _Linter:
         table = table_key(node.relation)
         if node.concurrent:
             self._concurrently("CREATE INDEX")
+            self._retryable_index(node)
         elif table not in self.created:
             self._lock(table, SHARE, "CREATE INDEX")
             self.report(
@@ -469,6 +478,29 @@ class _Linter:
         if node.idxname:
             self.state.indexes[node.idxname] = table
             self.created_indexes.add(node.idxname)
+
+    def _retryable_index(self, node: ast.IndexStmt) -> None:
+        """A no-transaction CREATE INDEX CONCURRENTLY is not rolled back: if its runner is
+        killed mid-build, the server finishes the build, and the retry must cope."""
+        if self.transactional:
+            return
+        if not node.idxname:
+            self.report(
+                "concurrently-not-retryable",
+                "CREATE INDEX CONCURRENTLY without a name gets a new name on every attempt, so "
+                "a retry after an interrupted build adds a second index (or an INVALID one "
+                "that slows every write) — name the index and add IF NOT EXISTS",
+                severity=WARNING,
+            )
+        elif not node.if_not_exists:
+            self.report(
+                "concurrently-not-retryable",
+                f"CREATE INDEX CONCURRENTLY {_ident(node.idxname)} without IF NOT EXISTS fails "
+                "(42P07) on every retry once a build that outlived its killed runner has "
+                "finished — write CREATE INDEX CONCURRENTLY IF NOT EXISTS (tenantmig drops an "
+                "INVALID leftover of the same name before a retry)",
+                severity=WARNING,
+            )
 
     def _ReindexStmt(self, node: ast.ReindexStmt) -> None:
         params = node.params or ()
