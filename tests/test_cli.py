@@ -1268,6 +1268,8 @@ async def test_fleet_and_password_never_shown(dsn: str, second_db: str, project:
     r = tm("up", "--json", cwd=project, env=cli_env(TENANTMIG_DSN=one))
     assert r.returncode == 0, show(r)
     assert SECRET not in r.stdout + r.stderr
+    # one database: JSON still says which, password masked
+    assert json.loads(r.stdout)["database"] == one.replace(SECRET, "***"), r.stdout
     for command in ("status", "ledger", "plan"):
         r = tm(command, "--dsn", one, "--dsn", two, cwd=project)
         assert r.returncode == 0, show(r)
@@ -1283,6 +1285,7 @@ async def test_fleet_json_is_one_document(dsn: str, second_db: str, project: Pat
         assert r.returncode == 0, show(r)
         data = json.loads(r.stdout)
         assert isinstance(data, list) and len(data) == 2
+        assert [d["database"] for d in data] == [dsn, second_db]
 
 
 def test_contract_commands_lint_and_new_exist(tmp_path: Path) -> None:

@@ -175,7 +175,11 @@ class _Session:
         self.progress: _render.ProgressDisplay | None = None
 
     def label(self, dsn: str) -> str:
-        return redact_dsn(dsn) if len(self.config.dsns) > 1 else ""
+        """Which database a result is about: on the console only when there are several;
+        in JSON always (a consumer should not have to know how many there were)."""
+        if len(self.config.dsns) > 1 or getattr(self.args, "json", False):
+            return redact_dsn(dsn)
+        return ""
 
     def engine(self, dsn: str) -> Engine:
         engine = Engine(
