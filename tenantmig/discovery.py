@@ -92,6 +92,12 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
     return [r[0] for r in rows if r[0] not in excluded and not r[0].startswith("pg_")]
 
 
+async def existing(conn: Any, names: Iterable[str]) -> set[str]:
+    """Which of *names* are schemas in this database."""
+    rows = await conn.fetch(_EXISTING, list(names))
+    return {r[0] for r in rows}
+
+
 def merge_tenants(explicit: Iterable[str], files: Sequence[str | Path]) -> tuple[str, ...]:
     """Names from --tenant and every --tenants-file, first occurrence wins."""
     names = list(explicit)

@@ -309,7 +309,7 @@ class Engine:
         """Bring the targeted tenants to *target* (default: the latest version)."""
         t0 = time.perf_counter()
         plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
-        self._refuse_drift(plan)
+        self.refuse_drift(plan)
         return await self._execute(
             plan.tenants, plan.target, "up", command, arguments, resumed_from, t0
         )
@@ -331,7 +331,7 @@ class Engine:
         histories = await read_histories(await self.pool(), names,
                                          concurrency=self.options.concurrency)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
-        self._refuse_drift(Plan(target, tuple(plans)))
+        self.refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and
         # fails; the others go down.
         refused: dict[str, TenantOutcome] = {}
@@ -383,7 +383,9 @@ class Engine:
                                         command="resume", resumed_from=run.run_id)
         return report
 
-    def _refuse_drift(self, plan: Plan) -> None:
+    def refuse_drift(self, plan: Plan) -> None:
+        """Raise :class:`DriftError` naming the changed files and their tenants, if *plan*
+        shows drift."""
         drift = plan.drift()
         if not drift:
             return

@@ -1288,6 +1288,68 @@ async def test_fleet_json_is_one_document(dsn: str, second_db: str, project: Pat
         assert [d["database"] for d in data] == [dsn, second_db]
 
 
+async def test_fleet_targets_a_tenant_where_it_lives(
+    dsn: str, second_db: str, project: Path
+) -> None:
+    """Tenants are spread over a fleet: a named one is migrated in the database holding
+    it, and a name that no database holds is refused before any database is touched."""
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    await create_tenants(second_db, ["tenant_x"])
+    fleet = ["--dsn", dsn, "--dsn", second_db]
+
+    r = tm("up", "--tenant", "tenant_nope", "--tenant", "tenant_x", *fleet, cwd=project)
+    assert r.returncode == 2, show(r)
+    assert "not found in any database: 'tenant_nope'" in r.stderr, show(r)
+    for db in (dsn, second_db):
+        assert "tenantmig" not in await schemas(db), "a database was touched"
+    assert await versions(second_db, "tenant_x") is None
+
+    r = tm("status", "--tenant", "tenant_x", *fleet, cwd=project)
+    assert r.returncode == 0, show(r)
+    r = tm("up", "--tenant", "tenant_x", *fleet, cwd=project)
+    assert r.returncode == 0, show(r)
+    assert await versions(second_db, "tenant_x") == [1, 2]
+    assert await versions(dsn, "tenant_a") is None
+    assert await versions(dsn, "tenant_b") is None
+
+    r = tm("up", "--exclude", "tenant_a", *fleet, cwd=project)
+    assert r.returncode == 0, show(r)
+    assert await versions(dsn, "tenant_b") == [1, 2]
+    assert await versions(dsn, "tenant_a") is None
+
+    r = tm("up", "--exclude", "tenant_nope", *fleet, cwd=project)
+    assert r.returncode == 2, show(r)
+    assert "excluded tenant schema not found in any database" in r.stderr, show(r)
+    assert await versions(dsn, "tenant_a") is None
+
+
+async def test_fleet_drift_in_one_database_is_refused_before_any_is_touched(
+    dsn: str, second_db: str, project: Path
+) -> None:
+    await create_tenants(dsn, ["tenant_a"])
+    await create_tenants(second_db, ["tenant_x"])
+    fleet = ["--dsn", dsn, "--dsn", second_db]
+    assert tm("up", "--target", "1", *fleet, cwd=project).returncode == 0
+    await execute(second_db, "UPDATE tenant_x.tenantmig_history SET checksum = 'edited'")
+
+    # Hold the drifted history for a moment, so the second database's check is slow:
+    # the first must not be migrated meanwhile.
+    blocker = await asyncpg.connect(second_db)
+    try:
+        await blocker.execute("BEGIN; LOCK TABLE tenant_x.tenantmig_history")
+        running = asyncio.create_task(asyncio.to_thread(tm, "up", *fleet, cwd=project))
+        await asyncio.sleep(1.5)
+        await blocker.execute("ROLLBACK")
+        r = await running
+    finally:
+        await blocker.close()
+    assert r.returncode == 2, show(r)
+    assert "drift" in r.stderr and "tenant_x" in r.stderr, show(r)
+    assert await versions(dsn, "tenant_a") == [1]
+    assert second_db.rsplit("/", 1)[1] in r.stderr, show(r)
+    assert await versions(second_db, "tenant_x") == [1]
+
+
 def test_contract_commands_lint_and_new_exist(tmp_path: Path) -> None:
     for command in ("lint", "new"):
         r = tm(command, "--help", cwd=tmp_path)

@@ -10,17 +10,17 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import structlog
 
 from .. import __version__
-from .._exceptions import TenantmigError
+from .._exceptions import DriftError, TargetError, TenantmigError
 from .._sql import redact_dsn, scrub
 from ..config import Config, load_config
-from ..discovery import merge_tenants
+from ..discovery import existing, merge_tenants
 from ..engine import Engine
 from ..executor import TenantOutcome
 from ..plan import Plan
@@ -170,6 +170,9 @@ class _Session:
         self.out = _render.console()
         self.err = _render.console(stderr=True)
         self.engines: list[Engine] = []
+        self._engine_for: dict[str, Engine] = {}
+        # With a fleet: each database's share of the named tenants and exclusions.
+        self._targets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None
         self.progress: _render.ProgressDisplay | None = None
@@ -182,6 +185,8 @@ class _Session:
         return ""
 
     def engine(self, dsn: str) -> Engine:
+        if dsn in self._engine_for:
+            return self._engine_for[dsn]
         engine = Engine(
             dsn,
             migrations=self.migrations,
@@ -198,6 +203,7 @@ class _Session:
             pgbouncer=self.config.pgbouncer,
         )
         self.engines.append(engine)
+        self._engine_for[dsn] = engine
         return engine
 
     def _on_run_start(self, tenants: int) -> None:
@@ -208,10 +214,74 @@ class _Session:
         if self.progress is not None:
             self.progress.advance(outcome)
 
-    def tenants(self) -> list[str] | None:
-        names = merge_tenants(getattr(self.args, "tenant", []),
-                              getattr(self.args, "tenants_file", []))
-        return list(names) or None
+    def _named(self) -> tuple[str, ...]:
+        return merge_tenants(getattr(self.args, "tenant", []),
+                             getattr(self.args, "tenants_file", []))
+
+    def tenants(self, engine: Engine) -> list[str] | None:
+        """The named tenants to target in *engine*'s database; None: all by prefix."""
+        if engine.dsn in self._targets:
+            return list(self._targets[engine.dsn][0]) or (None if not self._named() else [])
+        return list(self._named()) or None
+
+    def exclude(self, engine: Engine) -> list[str]:
+        if engine.dsn in self._targets:
+            return list(self._targets[engine.dsn][1])
+        return list(getattr(self.args, "exclude", None) or [])
+
+    async def preflight(self) -> None:
+        """With a fleet, everything that would refuse the command is checked in every
+        database before any of them is touched: each is reachable, each named (or
+        excluded) tenant lives in one of them (each database then gets the names it
+        holds), and, for up and down, no database has drift."""
+        if len(self.config.dsns) < 2:
+            return
+        named = self._named()
+        excluded = tuple(dict.fromkeys(getattr(self.args, "exclude", None) or []))
+        found: dict[str, set[str]] = {}
+
+        async def look(dsn: str) -> None:
+            pool = await self.engine(dsn).pool()
+            async with pool.acquire() as conn:
+                found[dsn] = await existing(conn, [*named, *excluded])
+
+        await self._on_every_database(look)
+        if named or excluded:
+            self._share(named, excluded, found)
+        if self.args.command not in ("up", "down"):
+            return
+
+        async def drift(dsn: str) -> None:
+            engine = self.engine(dsn)
+            plan = await engine.plan(self.tenants(engine), exclude=self.exclude(engine),
+                                     prefix=self.config.prefix)
+            try:
+                engine.refuse_drift(plan)
+            except DriftError as exc:
+                raise DriftError(f"{redact_dsn(dsn)}: {exc}", exc.drifted) from None
+
+        await self._on_every_database(drift)
+
+    async def _on_every_database(self, check: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                for dsn in self.config.dsns:
+                    tg.start_soon(check, dsn)
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
+
+    def _share(self, named: tuple[str, ...], excluded: tuple[str, ...],
+               found: dict[str, set[str]]) -> None:
+        anywhere = set().union(*found.values())
+        for what, wanted in (("tenant", named), ("excluded tenant", excluded)):
+            missing = [n for n in wanted if n not in anywhere]
+            if missing:
+                shown = ", ".join(repr(n) for n in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise TargetError(f"{what} schema not found in any database: {shown}{more}")
+        for dsn in self.config.dsns:
+            self._targets[dsn] = (tuple(n for n in named if n in found[dsn]),
+                                  tuple(n for n in excluded if n in found[dsn]))
 
     def notice(self, event: str, message: str) -> None:
         """A line for the person at the terminal; a structured event in JSON mode."""
@@ -288,12 +358,14 @@ async def _migrate(session: _Session) -> int:
         arguments = {k: v for k, v in vars(args).items()
                      if k not in ("dsn", "func", "config") and v not in (None, [], False)}
         if args.command == "up":
-            return await engine.upgrade(session.tenants(), target=args.target,
-                                        exclude=args.exclude, prefix=session.config.prefix,
+            return await engine.upgrade(session.tenants(engine), target=args.target,
+                                        exclude=session.exclude(engine),
+                                        prefix=session.config.prefix,
                                         arguments=arguments)
         if args.command == "down":
-            return await engine.downgrade(args.target, session.tenants(),
-                                          exclude=args.exclude, prefix=session.config.prefix,
+            return await engine.downgrade(args.target, session.tenants(engine),
+                                          exclude=session.exclude(engine),
+                                          prefix=session.config.prefix,
                                           arguments=arguments)
         return await engine.resume(args.run_id)
 
@@ -350,18 +422,18 @@ async def _plan(session: _Session) -> int:
 
     return await _show(
         session,
-        lambda engine: engine.plan(session.tenants(), target=args.target,
-                                   exclude=args.exclude, prefix=session.config.prefix),
+        lambda engine: engine.plan(session.tenants(engine), target=args.target,
+                                   exclude=session.exclude(engine),
+                                   prefix=session.config.prefix),
         _render.plan_json,
         text,
     )
 
 
 async def _status(session: _Session) -> int:
-    args = session.args
     return await _show(
         session,
-        lambda engine: engine.status(session.tenants(), exclude=args.exclude,
+        lambda engine: engine.status(session.tenants(engine), exclude=session.exclude(engine),
                                      prefix=session.config.prefix),
         _render.status_json,
         lambda status, label: _render.print_status(session.out, status, label),
@@ -395,6 +467,8 @@ async def _main_async(session: _Session) -> int:
     try:
         with anyio.CancelScope() as scope:
             session.cancel_scope = scope
+            if session.args.command in ("up", "down", "plan", "status"):
+                await session.preflight()
             code = await _COMMANDS[session.args.command](session)
     finally:
         with anyio.CancelScope(shield=True):
