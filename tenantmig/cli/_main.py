@@ -470,6 +470,11 @@ async def _main_async(session: _Session) -> int:
             if session.args.command in ("up", "down", "plan", "status"):
                 await session.preflight()
             code = await _COMMANDS[session.args.command](session)
+        if scope.cancelled_caught and session.args.command in ("up", "down", "resume"):
+            # Cancelled by a second signal: no report was made, so say where things stand.
+            session.notice("cancelled", "Cancelled: migrations in progress were stopped "
+                           "(a transactional one rolls back); finished ones stay. `tenantmig "
+                           "ledger` shows the run, `tenantmig resume` continues it.")
     finally:
         with anyio.CancelScope(shield=True):
             await session.close()
