@@ -36,6 +36,7 @@ from .control import claim_function, expect_function
 
 PRIME_SQL = """
 SELECT pg_catalog.set_config('search_path', '', false),
+       pg_catalog.set_config('standard_conforming_strings', 'on', false),
        pg_catalog.set_config('lock_timeout', $1, false),
        pg_catalog.set_config('tenantmig.lock_timeout', $1, false),
        pg_catalog.set_config('tenantmig.run_id', $2, false),

@@ -357,12 +357,15 @@ class Executor:
             nonlocal attempts
             attempts += 1
             conn = await box.get()
+            if not box.primed and self._options.session:
+                await conn.execute(batch.PRIME_SQL, *self._prime_args)
+                box.primed = True
             try:
                 unbatched = (_Unit("atomic", unit.migrations) if unit.kind == "atomic-batch"
                              else unit)
                 try:
                     if unit.kind == "batch" or (unit is not unbatched and not state.unlocated):
-                        await self._apply_batch(box, conn, tenant, unit, progress, state)
+                        await self._apply_batch(conn, tenant, unit, progress, state)
                     else:
                         await self._unit(conn, tenant, unbatched, tenant_log, progress)
                 except _Unlocated:
@@ -490,7 +493,6 @@ class Executor:
 
     async def _apply_batch(
         self,
-        box: _Connection,
         conn: Any,
         tenant: str,
         unit: _Unit,
@@ -502,9 +504,6 @@ class Executor:
         from what is left; on a real error, record what committed and raise."""
         undo = self._direction == "down"
         key = tenant_lock_key(tenant)
-        if not box.primed:
-            await conn.execute(batch.PRIME_SQL, *self._prime_args)
-            box.primed = True
         todo = [(m, self._step(m)) for m in unit.migrations]
         # Rendered up front: a migration that cannot hold this tenant's name safely
         # (UnsafeTenantName) ends the batch before it, and fails once those committed;

@@ -291,6 +291,52 @@ async def test_names_that_would_end_a_string_constant_stay_inside_or_are_refused
     assert await relations(dsn, "public") == set()
 
 
+async def test_app_pool_without_standard_conforming_strings_cannot_be_broken_out_of(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """With standard_conforming_strings off a backslash escapes a quote inside '...', so
+    the doubled quotes of a name like E_STRING_BREAKER would end the string: tenantmig
+    turns the setting on in the sessions it uses, and the application's pool gets its
+    own setting back."""
+    folder = make_migrations({
+        "V1__note.sql": """\
+            CREATE TABLE {{schema}}.t1 (id int);
+            COMMENT ON TABLE {{schema}}.t1 IS 'owned by {{schema}}';
+            """,
+        "V2__index.sql": """\
+            -- tenantmig:no-transaction
+            COMMENT ON COLUMN {{schema}}.t1.id IS 'id of {{schema}}';
+            """,
+        "V3__python.py": """\
+            async def up(ctx):
+                await ctx.execute("CREATE TABLE {{schema}}.t3 (note text DEFAULT '{{schema}}')")
+            """,
+    })
+    tenants = ["tenant_plain", E_STRING_BREAKER]
+    await create_tenants(dsn, tenants)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3,
+                                     server_settings={"standard_conforming_strings": "off"})
+    try:
+        async with Engine(pool=pool, migrations=folder, concurrency=2) as engine:
+            report = await engine.upgrade()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW standard_conforming_strings") == "off"
+    finally:
+        await pool.close()
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    assert await relations(dsn, "public") == set()
+    for t in tenants:
+        table = f"{quote_ident(t)}.t1"
+        assert await versions(dsn, t) == [1, 2, 3], t
+        assert await fetchval(dsn, "SELECT obj_description($1::regclass)", table) == \
+            f"owned by {quote_ident(t)}"
+        assert await fetchval(dsn, "SELECT col_description($1::regclass, 1)", table) == \
+            f"id of {quote_ident(t)}"
+        assert await fetchval(
+            dsn, f"INSERT INTO {quote_ident(t)}.t3 DEFAULT VALUES RETURNING note"
+        ) == quote_ident(t)
+
+
 # --- targeting ------------------------------------------------------------------------------
 
 
