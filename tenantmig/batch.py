@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import history
+from ._sql import text_array
 from .control import claim_function, expect_function
 
 PRIME_SQL = """
@@ -42,9 +43,9 @@ SELECT pg_catalog.set_config('search_path', '', false),
        pg_catalog.set_config('tenantmig.run_id', $2, false),
        (SELECT count(pg_catalog.set_config('tenantmig.d' || v, d, false))
              + count(pg_catalog.set_config('tenantmig.c' || v, c, false))
-        FROM unnest($3::bigint[], $4::text[], $5::text[]) AS u(v, d, c)),
+        FROM unnest($3::text[]::bigint[], $4::text[], $5::text[]) AS u(v, d, c)),
        (SELECT count(pg_catalog.set_config('tenantmig.lt' || v, t, false))
-        FROM unnest($6::bigint[], $7::text[]) AS u(v, t))
+        FROM unnest($6::text[]::bigint[], $7::text[]) AS u(v, t))
 """
 """Parameters: session lock timeout, run id, versions, descriptions, checksums, versions
 with their own lock timeout, those timeouts."""
@@ -164,10 +165,10 @@ def prime_args(
     return (
         lock_timeout,
         run_id,
-        [v for v, _, _, _ in rows],
+        text_array(v for v, _, _, _ in rows),
         [d for _, d, _, _ in rows],
         [c for _, _, c, _ in rows],
-        [v for v, _ in own],
+        text_array(v for v, _ in own),
         [t for _, t in own],
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._sql import quote_ident
+from ._sql import quote_ident, text_array
 from .history import HISTORY_COLUMNS, HISTORY_TABLE
 
 # Bump when the function's body or signature changes; the name carries it so that
@@ -379,7 +379,7 @@ async def start_run(
         INSERT INTO {ctl}.ledger (run_id, tenant, status, version_before, version_reached,
                                   target)
         SELECT run.run_id, t.tenant, t.status, t.version, t.version, t.target
-        FROM run, unnest($8::text[], $9::text[], $10::bigint[], $11::bigint[])
+        FROM run, unnest($8::text[], $9::text[], $10::text[]::bigint[], $11::text[]::bigint[])
             AS t(tenant, status, version, target)
         """,
         run_id,
@@ -391,8 +391,8 @@ async def start_run(
         len(tenants),
         [t for t, _, _, _ in tenants],
         [status for _, status, _, _ in tenants],
-        [before for _, _, before, _ in tenants],
-        [tgt for _, _, _, tgt in tenants],
+        text_array(before for _, _, before, _ in tenants),
+        text_array(tgt for _, _, _, tgt in tenants),
     )
 
 
@@ -409,8 +409,9 @@ async def write_outcomes(conn: Any, control_schema: str, run_id: str,
             failing_version = u.failing_version, sqlstate = u.sqlstate,
             message = u.message, attempts = u.attempts,
             started_at = u.started_at, finished_at = u.finished_at
-        FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-                    $7::text[], $8::integer[], $9::timestamptz[], $10::timestamptz[])
+        FROM unnest($2::text[], $3::text[], $4::text[]::bigint[], $5::text[]::bigint[],
+                    $6::text[], $7::text[], $8::text[]::integer[],
+                    $9::text[]::timestamptz[], $10::text[]::timestamptz[])
             AS u(tenant, status, version_reached, failing_version, sqlstate, message,
                  attempts, started_at, finished_at)
         WHERE l.run_id = $1 AND l.tenant = u.tenant
@@ -418,13 +419,13 @@ async def write_outcomes(conn: Any, control_schema: str, run_id: str,
         run_id,
         [r.tenant for r in rows],
         [r.status for r in rows],
-        [r.version_reached for r in rows],
-        [r.failing_version for r in rows],
+        text_array(r.version_reached for r in rows),
+        text_array(r.failing_version for r in rows),
         [r.sqlstate for r in rows],
         [r.message for r in rows],
-        [r.attempts for r in rows],
-        [r.started_at for r in rows],
-        [r.finished_at for r in rows],
+        text_array(r.attempts for r in rows),
+        text_array(r.started_at for r in rows),
+        text_array(r.finished_at for r in rows),
     )
 
 

@@ -31,7 +31,7 @@ import asyncpg
 import structlog
 
 from . import batch, history
-from ._sql import UnsafeTenantName, quote_ident
+from ._sql import UnsafeTenantName, quote_ident, text_array
 from .context import MigrationContext
 from .control import (
     CLAIM_FUNCTION,
@@ -208,8 +208,8 @@ class Executor:
         self._failures = 0
         self._apply = (
             f"CALL {apply_procedure(options.control_schema)}"
-            "($1::text, $2::bigint, $3::text, $4::text[], $5::bigint[], $6::text[], $7::text[], "
-            "$8::text[], $9::boolean, $10::boolean)"
+            "($1::text, $2::bigint, $3::text, $4::text[], $5::text[]::bigint[], $6::text[], "
+            "$7::text[], $8::text[], $9::boolean, $10::boolean)"
         )
 
     def stop(self) -> None:
@@ -609,8 +609,8 @@ class Executor:
             return {}, False
         rows = await conn.fetch(
             f"SELECT version, run_id FROM {history.table(tenant)} "
-            "WHERE version = ANY($1::bigint[])",
-            [m.version for m, _ in todo],
+            "WHERE version = ANY($1::text[]::bigint[])",
+            text_array(m.version for m, _ in todo),
         )
         return {r["version"]: r["run_id"] for r in rows}, True
 
@@ -697,7 +697,7 @@ class Executor:
             tenant_lock_key(tenant),
             self._run_id,
             [self._lock_timeout(s) for _, s in steps] if steps else [lock_timeout],
-            [m.version for m, _ in steps],
+            text_array(m.version for m, _ in steps),
             [m.description for m, _ in steps],
             [m.checksum for m, _ in steps],
             [s.render(tenant) for _, s in steps],
