@@ -5,10 +5,11 @@ The command line and the Python API are thin layers over :class:`Engine`.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,31 @@ _CONNECT_ERRORS = (
     asyncpg.InternalClientError,
     TimeoutError,
 )
+
+
+@contextlib.contextmanager
+def _refused(what: str) -> Iterator[None]:
+    """A server error in tenantmig's own queries before any tenant is touched (a missing
+    privilege, most often) is the database refusing the command, not a tenant's failure."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        raise _refusal(what, exc) from exc
+    except BaseExceptionGroup as group:  # from a task group (history reads)
+        matched, _rest = group.split(asyncpg.PostgresError)
+        if matched is None:
+            raise
+        first: BaseException = matched
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise _refusal(what, first) from group
+
+
+def _refusal(what: str, exc: BaseException) -> DatabaseUnavailable:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return DatabaseUnavailable(
+        f"{what}: {exc.__class__.__name__}: {exc} (SQLSTATE {sqlstate}); nothing was migrated"
+    )
 
 
 def new_run_id() -> str:
@@ -203,8 +229,9 @@ class Engine:
             exclude=tuple(exclude),
         )
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            return await discover(conn, targeting, control_schema=self.control_schema)
+        with _refused("discovering tenant schemas"):
+            async with pool.acquire() as conn:
+                return await discover(conn, targeting, control_schema=self.control_schema)
 
     def _check_target(self, target: int | None) -> None:
         if target is not None and target != 0 and target not in self.migrations.by_version():
@@ -245,8 +272,9 @@ class Engine:
     ) -> Plan:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
-        histories = await read_histories(await self.pool(), names,
-                                         concurrency=self.options.concurrency)
+        with _refused("reading the tenants' histories"):
+            histories = await read_histories(await self.pool(), names,
+                                             concurrency=self.options.concurrency)
         return make_plan(self.migrations, histories, names, target)
 
     async def status(
@@ -259,11 +287,13 @@ class Engine:
         """Versions across tenants, pending and drifted, and failures of the latest run."""
         plan = await self._plan(tenants, exclude=exclude, prefix=prefix)
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            last_run = await control.read_run(conn, self.control_schema, None)
-            failures = (
-                await control.latest_failures(conn, self.control_schema) if last_run else {}
-            )
+        with _refused("reading the control schema"):
+            async with pool.acquire() as conn:
+                last_run = await control.read_run(conn, self.control_schema, None)
+                failures = (
+                    await control.latest_failures(conn, self.control_schema) if last_run
+                    else {}
+                )
         by_version = Counter(t.current for t in plan.tenants)
         return Status(
             head=self.migrations.head,
@@ -287,11 +317,12 @@ class Engine:
     ) -> tuple[control.RunRecord, list[control.LedgerRow]]:
         """A run (default: the latest) and its ledger rows."""
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            run = await control.read_run(conn, self.control_schema, run_id)
-            if run is None:
-                raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-            return run, await control.read_ledger(conn, self.control_schema, run.run_id)
+        with _refused("reading the control schema"):
+            async with pool.acquire() as conn:
+                run = await control.read_run(conn, self.control_schema, run_id)
+                if run is None:
+                    raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
+                return run, await control.read_ledger(conn, self.control_schema, run.run_id)
 
     # --- changing -------------------------------------------------------------------
 
@@ -322,14 +353,16 @@ class Engine:
         exclude: Iterable[str] = (),
         prefix: str | None = None,
         arguments: dict[str, Any] | None = None,
+        resumed_from: str | None = None,
     ) -> Report:
         """Apply undo migrations, newest first, until each tenant is at *target*."""
         t0 = time.perf_counter()
         self.check_safety()
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
-        histories = await read_histories(await self.pool(), names,
-                                         concurrency=self.options.concurrency)
+        with _refused("reading the tenants' histories"):
+            histories = await read_histories(await self.pool(), names,
+                                             concurrency=self.options.concurrency)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self.refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and
@@ -347,18 +380,19 @@ class Engine:
                             f"{target}; nothing was undone in this tenant",
                     started_at=now, finished_at=now,
                 )
-        return await self._execute(plans, target, "down", "down", arguments, None, t0,
+        return await self._execute(plans, target, "down", "down", arguments, resumed_from, t0,
                                    refused)
 
     async def resume(self, run_id: str | None = None) -> Report:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
         self.check_safety()
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            run = await control.read_run(conn, self.control_schema, run_id)
-            if run is None:
-                raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-            rows = await control.read_ledger(conn, self.control_schema, run.run_id)
+        with _refused("reading the control schema"):
+            async with pool.acquire() as conn:
+                run = await control.read_run(conn, self.control_schema, run_id)
+                if run is None:
+                    raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
+                rows = await control.read_ledger(conn, self.control_schema, run.run_id)
         todo = [r.tenant for r in rows if r.status in ("failed", "pending")]
         arguments = {"resume": run.run_id}
         if not todo:
@@ -377,7 +411,8 @@ class Engine:
         if run.command == "down":
             if run.target is None:
                 raise TargetError(f"run {run.run_id} has no target")
-            report = await self.downgrade(run.target, todo, arguments=arguments)
+            report = await self.downgrade(run.target, todo, arguments=arguments,
+                                          resumed_from=run.run_id)
         else:
             report = await self.upgrade(todo, target=run.target, arguments=arguments,
                                         command="resume", resumed_from=run.run_id)
@@ -446,22 +481,23 @@ class Engine:
                 for f in accepted
             ]}
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            await control.ensure_control(conn, self.control_schema)
-            run_id = new_run_id()
-            await control.start_run(
-                conn,
-                self.control_schema,
-                run_id=run_id,
-                command=command,
-                target=target,
-                arguments=arguments or {},
-                resumed_from=resumed_from,
-                tenants=[
-                    (p.tenant, "pending" if p.pending else "skipped", p.current, target)
-                    for p in plans
-                ],
-            )
+        with _refused(f"setting up the control schema {self.control_schema!r}"):
+            async with pool.acquire() as conn:
+                await control.ensure_control(conn, self.control_schema)
+                run_id = new_run_id()
+                await control.start_run(
+                    conn,
+                    self.control_schema,
+                    run_id=run_id,
+                    command=command,
+                    target=target,
+                    arguments=arguments or {},
+                    resumed_from=resumed_from,
+                    tenants=[
+                        (p.tenant, "pending" if p.pending else "skipped", p.current, target)
+                        for p in plans
+                    ],
+                )
         run_log = log.bind(run_id=run_id)
         run_log.info("run started", command=command, tenants=len(plans), work=len(work),
                      target=target, concurrency=self.options.concurrency)

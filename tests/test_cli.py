@@ -734,6 +734,39 @@ async def test_failing_tenant_json_report(dsn: str, project: Path, tenants: list
     assert failed[0]["version"] == 2
 
 
+async def test_missing_privileges_are_an_error_not_a_traceback(
+    dsn: str, project: Path
+) -> None:
+    """A role without the rights tenantmig's own bookkeeping needs gets exit 2 and the
+    server's reason, before any tenant is touched."""
+    role = "tm_lowpriv_" + os.urandom(3).hex()
+    database = urlsplit(dsn).path.lstrip("/")
+    parts = urlsplit(dsn)
+    low = urlunsplit(parts._replace(
+        netloc=f"{role}:pw@{parts.hostname}" + (f":{parts.port}" if parts.port else "")))
+    await create_tenants(dsn, ["tenant_a"])
+    await execute(dsn, f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+    try:
+        await execute(dsn, f"REVOKE CREATE ON DATABASE {quote_ident(database)} FROM PUBLIC")
+        r = tm("up", "--dsn", low, cwd=project)
+        assert r.returncode == 2, show(r)
+        assert "Traceback" not in r.stderr, show(r)
+        assert "setting up the control schema 'tenantmig'" in r.stderr, show(r)
+        assert "permission denied for database" in r.stderr, show(r)
+        assert await versions(dsn, "tenant_a") is None
+
+        # the control schema exists (made by its owner), but the role may not read it
+        assert tm("up", "--dsn", dsn, "--target", "1", cwd=project).returncode == 0
+        r = tm("status", "--dsn", low, cwd=project)
+        assert r.returncode == 2, show(r)
+        assert "Traceback" not in r.stderr, show(r)
+        assert "permission denied for schema" in r.stderr, show(r)
+    finally:
+        await execute(dsn, f"GRANT CREATE ON DATABASE {quote_ident(database)} TO PUBLIC")
+        await execute(dsn, f"DROP OWNED BY {role}")
+        await execute(dsn, f"DROP ROLE {role}")
+
+
 def test_ledger_without_any_run_is_a_usage_error(project: Path, pg_server_dsn: str) -> None:
     # the maintenance database has no control schema (the dsn fixture's databases are
     # separate), so there is no run to show

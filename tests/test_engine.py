@@ -1270,6 +1270,27 @@ async def test_downgrade_applies_undos_in_reverse(
     assert last["command"] == "down" and last["target"] == 1 and last["status"] == "succeeded"
 
 
+async def test_resumed_downgrade_goes_down_and_names_the_run_it_resumes(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(REVERSIBLE)
+    tenants = ["tenant_a", "tenant_b"]
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade()).ok
+        # A view of the tenant's own stops U2 from dropping the column it reads.
+        await execute(dsn, "CREATE VIEW tenant_b.hand AS SELECT extra FROM tenant_b.base")
+        failed = await engine.downgrade(target=1)
+        assert [o.tenant for o in failed.failed] == ["tenant_b"]
+        await execute(dsn, "DROP VIEW tenant_b.hand")
+        resumed = await engine.resume()
+    assert resumed.ok, [(o.tenant, o.message) for o in resumed.failed]
+    assert await versions(dsn, "tenant_b") == [1]
+    last = (await runs(dsn))[-1]
+    assert (last["command"], last["target"], last["resumed_from"]) == \
+        ("down", 1, failed.run_id)
+
+
 async def test_downgrade_without_undo_stops_only_the_tenants_that_need_it(
     dsn: str, make_migrations: MakeMigrations
 ) -> None:
