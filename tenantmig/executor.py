@@ -473,17 +473,21 @@ class Executor:
             if await self._non_transactional(conn, tenant, first, first_step, tenant_log):
                 progress.done.append(first.version)
             return
-        statement_timeouts = [s.statement_timeout_ms for _, s in steps
-                              if s.statement_timeout_ms is not None]
+        # A migration's statement timeout is its own: in one transaction for several
+        # (--atomic-tenant) it is set before it and the session's put back after it.
+        timed = any(s.statement_timeout_ms is not None for _, s in steps)
         done: list[int] = []
         async with conn.transaction():
-            if statement_timeouts:
-                await conn.execute(
-                    "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
-                    format_ms(max(statement_timeouts)),
-                )
+            session_timeout = (await conn.fetchval("SHOW statement_timeout") if timed
+                               else None)
             for migration, step in steps:
                 progress.version = migration.version
+                if timed:
+                    await conn.execute(
+                        "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
+                        session_timeout if step.statement_timeout_ms is None
+                        else format_ms(step.statement_timeout_ms),
+                    )
                 if step.sql is not None:
                     done.extend(await self._apply_sql(conn, tenant, [(migration, step)], undo))
                 elif await self._python_in_transaction(conn, tenant, migration, step,

@@ -1558,6 +1558,36 @@ async def test_statement_timeout_does_not_leak_to_later_migrations(
     assert await versions(dsn, "tenant_a") == [1, 2, 3]
 
 
+async def test_statement_timeout_is_each_migrations_own_with_atomic_tenant(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    """In one transaction for all of a tenant's migrations, a slow migration without the
+    directive is not cut short by a later migration's statement timeout, and the one with
+    it still is."""
+    files = {
+        "V1__slow.sql": "CREATE TABLE {{schema}}.t (id int);\nSELECT pg_sleep(0.5);\n",
+        "V2__quick.sql": """\
+            -- tenantmig:statement-timeout=200ms
+            CREATE TABLE {{schema}}.quick (id int);
+            """,
+        "V3__slow_again.sql": "SELECT pg_sleep(0.3), count(*) FROM {{schema}}.t;\n",
+    }
+    folder = make_migrations(files)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder, retries=0, atomic_tenant=True) as engine:
+        report = await engine.upgrade(tenants=["tenant_a"])
+        assert report.ok, [(o.tenant, o.sqlstate, o.message) for o in report.failed]
+        assert await versions(dsn, "tenant_a") == [1, 2, 3]
+        (folder / "V2__quick.sql").write_text(
+            "-- tenantmig:statement-timeout=200ms\n"
+            "SELECT pg_sleep(0.5), count(*) FROM {{schema}}.t;\n")
+    async with Engine(dsn, migrations=folder, retries=0, atomic_tenant=True) as engine:
+        report = await engine.upgrade(tenants=["tenant_b"])
+    (failed,) = report.failed
+    assert (failed.sqlstate, failed.failing_version) == ("57014", 2)
+    assert await versions(dsn, "tenant_b") is None
+
+
 async def test_connection_lost_mid_migration_is_retried_once_applied(
     dsn: str, make_migrations: MakeMigrations,
 ) -> None:
