@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import ConfigError
+from .discovery import check_control_schema
 from .durations import parse_duration_ms
 
 DSN_ENV = "TENANTMIG_DSN"
@@ -98,14 +99,32 @@ def _int(name: str, value: Any, minimum: int) -> int:
     return number
 
 
-def _expand(dsn: str) -> str:
-    expanded = os.path.expandvars(dsn)
-    if "${" in expanded:
-        unset = sorted(set(re.findall(r"\$\{([^}]*)\}", expanded)))
+def _bool(name: str, value: Any) -> bool:
+    # A TOML string "false" is truthy: only true and false themselves are accepted.
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(dsn: str, env: Mapping[str, str]) -> str:
+    """``${NAME}`` from the environment (a DSN in the config file only: one given on the
+    command line or in TENANTMIG_DSN was expanded by the shell, if at all, and a ``$`` in
+    it is a character of the password)."""
+    unset = sorted({m.group(1) for m in _VAR.finditer(dsn) if m.group(1) not in env})
+    if unset:
         raise ConfigError(
             "a DSN names an environment variable that is not set: " + ", ".join(unset)
         )
-    return expanded
+    return _VAR.sub(lambda m: env[m.group(1)], dsn)
 
 
 def load_config(
@@ -120,11 +139,14 @@ def load_config(
     env = os.environ if environ is None else environ
     here = Path(cwd) if cwd is not None else Path.cwd()
     settings, source = _file_settings(Path(config_file) if config_file else None, here)
+    dsn_from_file = "dsn" in settings
     if env.get(DSN_ENV):
         settings["dsn"] = env[DSN_ENV]
+        dsn_from_file = False
     for key, value in overrides.items():
         if value is not None and value != [] and value != ():
             settings[key] = value
+            dsn_from_file = dsn_from_file and key != "dsn"
 
     raw_dsn = settings.get("dsn", ())
     dsns = (raw_dsn,) if isinstance(raw_dsn, str) else tuple(raw_dsn)
@@ -132,6 +154,8 @@ def load_config(
         raise ConfigError("dsn must be a connection string or a list of them")
 
     lock_timeout = settings.get("lock_timeout", "5s")
+    if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, str | int | float):
+        raise ConfigError(f"lock_timeout must be a duration such as \"5s\", not {lock_timeout!r}")
     try:
         lock_timeout_ms = parse_duration_ms(str(lock_timeout))
     except ValueError as exc:
@@ -141,28 +165,28 @@ def load_config(
     log_format = str(settings.get("log_format", "console"))
     if log_format not in ("console", "json"):
         raise ConfigError("log_format must be console or json")
-    migrations = Path(str(settings.get("migrations", "migrations")))
+    migrations = Path(_str("migrations", settings.get("migrations", "migrations")))
     from_file = source != "defaults" and overrides.get("migrations") is None
     if not migrations.is_absolute() and from_file:
         migrations = Path(source).parent / migrations
     shared = settings.get("shared_schemas", ())
     if isinstance(shared, str) or not all(isinstance(s, str) and s for s in shared):
         raise ConfigError("shared_schemas must be a list of schema names")
-    control_schema = str(settings.get("control_schema", "tenantmig"))
-    if not control_schema:
-        raise ConfigError("control_schema must not be empty")
+    control_schema = _str("control_schema", settings.get("control_schema", "tenantmig"))
+    prefix = _str("prefix", settings.get("prefix", "tenant_"))
+    check_control_schema(control_schema, prefix)
     return Config(
-        dsns=tuple(_expand(d) for d in dsns),
+        dsns=tuple(_expand(d, env) if dsn_from_file else d for d in dsns),
         migrations=migrations,
-        prefix=str(settings.get("prefix", "tenant_")),
+        prefix=prefix,
         control_schema=control_schema,
         concurrency=_int("concurrency", settings.get("concurrency", 8), 1),
         lock_timeout_ms=lock_timeout_ms,
         retries=_int("retries", settings.get("retries", 3), 0),
         max_failures=None if max_failures is None else _int("max_failures", max_failures, 0),
-        atomic_tenant=bool(settings.get("atomic_tenant", False)),
+        atomic_tenant=_bool("atomic_tenant", settings.get("atomic_tenant", False)),
         log_format=log_format,
         shared_schemas=tuple(shared),
-        pgbouncer=bool(settings.get("pgbouncer", False)),
+        pgbouncer=_bool("pgbouncer", settings.get("pgbouncer", False)),
         source=source,
     )

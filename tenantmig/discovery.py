@@ -57,6 +57,20 @@ SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])
 """
 
 
+def check_control_schema(control_schema: str, prefix: str) -> None:
+    """The control schema is tenantmig's own: not a system schema, not ``public``, and not
+    a name the tenant prefix matches (its tables would land in a tenant, which would then
+    silently drop out of every run)."""
+    if not control_schema:
+        raise ConfigError("control_schema must not be empty")
+    if control_schema in _SYSTEM or control_schema.startswith("pg_"):
+        raise ConfigError(f"control_schema {control_schema!r} is a schema of PostgreSQL's or "
+                          "public: tenantmig needs a schema of its own (default: tenantmig)")
+    if prefix and control_schema.startswith(prefix):
+        raise ConfigError(f"control_schema {control_schema!r} starts with the tenant prefix "
+                          f"{prefix!r}: it would be a tenant")
+
+
 def is_reserved(name: str, control_schema: str) -> bool:
     """System schemas, ``public`` and the control schema are never tenants."""
     return not name or name in _SYSTEM or name == control_schema or name.startswith("pg_")

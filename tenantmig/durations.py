@@ -14,7 +14,11 @@ def parse_duration_ms(text: str) -> int:
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 250ms, 5s, 5min, 1h, 0)")
     value, unit = match.groups()
-    return round(float(value) * _UNITS_MS[unit or "s"])
+    ms = round(float(value) * _UNITS_MS[unit or "s"])
+    if ms == 0 and float(value) > 0:
+        # PostgreSQL counts in whole milliseconds, and 0 means "no timeout at all".
+        raise ValueError(f"{text.strip()!r} is shorter than 1ms (0 turns the timeout off)")
+    return ms
 
 
 _DISPLAY_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))

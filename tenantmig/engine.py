@@ -30,7 +30,7 @@ from ._exceptions import (
     TenantmigError,
 )
 from ._sql import quote_ident, redact_dsn, scrub
-from .discovery import Targeting, discover, is_reserved
+from .discovery import Targeting, check_control_schema, discover, is_reserved
 from .durations import format_ms, parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
@@ -84,9 +84,10 @@ def new_run_id() -> str:
 def _ms(value: str | int | float | None, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, str):
-        return parse_duration_ms(value)
-    return round(value * 1000)
+    try:
+        return parse_duration_ms(value if isinstance(value, str) else f"{float(value):f}s")
+    except ValueError as exc:
+        raise ConfigError(f"lock_timeout: {exc}") from None
 
 
 class Engine:
@@ -134,6 +135,7 @@ class Engine:
         self.lint = lint
         self.pgbouncer = pgbouncer
         self._findings: list[Finding] | None = None
+        check_control_schema(control_schema, prefix)
         self.options = ExecOptions(
             concurrency=concurrency,
             lock_timeout_ms=_ms(lock_timeout, 0),
@@ -505,13 +507,19 @@ class Engine:
             self.on_run_start(len(work) + len(refused))
         writer = LedgerWriter(pool, self.control_schema, run_id)
         user_callback = self.on_outcome
+        callback_error: list[Exception] = []
 
         async def on_outcome(outcome: TenantOutcome) -> None:
             writer.add(outcome)
             if user_callback is not None:
-                result = user_callback(outcome)
-                if result is not None:
-                    await result
+                try:
+                    result = user_callback(outcome)
+                    if result is not None:
+                        await result
+                except Exception as exc:
+                    # The application's error stops the run; it gets it back as itself.
+                    callback_error.append(exc)
+                    raise
 
         for outcome in refused.values():
             await on_outcome(outcome)
@@ -535,9 +543,12 @@ class Engine:
             return report
         except BaseException:
             status = "interrupted"
+            if callback_error:
+                raise callback_error[0]  # noqa: B904 - the group it came in is the context
             raise
         finally:
             self._executor = None
+            self._stop_requested = False  # a stop ends this run, not the engine
 
             async def finish() -> None:
                 async with pool.acquire() as conn:
@@ -558,19 +569,25 @@ async def provision(
     control_schema: str = "tenantmig",
     lock_timeout: str | float | None = "5s",
     retries: int = 3,
+    shared_schemas: Sequence[str] = (),
+    lint: bool = True,
+    pgbouncer: bool = False,
 ) -> Report:
     """Create tenant *schema* if needed and bring it to the latest version.
 
     Safe to call while an ``up`` runs: both take the tenant's advisory lock and
-    re-read its history under it, so every migration is applied exactly once.
+    re-read its history under it, so every migration is applied exactly once. The
+    migrations are checked (:class:`LintError`) before the schema is created.
     """
     if is_reserved(schema, control_schema):
         raise TargetError(f"not a tenant schema: {schema!r}")
     dsn = pool_or_dsn if isinstance(pool_or_dsn, str) else None
     pool = None if dsn is not None else pool_or_dsn
     engine = Engine(dsn, pool=pool, migrations=migrations, concurrency=1,
-                    control_schema=control_schema, lock_timeout=lock_timeout, retries=retries)
+                    control_schema=control_schema, lock_timeout=lock_timeout, retries=retries,
+                    shared_schemas=shared_schemas, lint=lint, pgbouncer=pgbouncer)
     try:
+        engine.check_safety()
         target_pool = await engine.pool()
         async with target_pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)",

@@ -628,6 +628,51 @@ def test_unset_variable_in_the_config_dsn_is_named(project: Path) -> None:
     assert_no_traceback(r)
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ('pgbouncer = "false"', "pgbouncer must be true or false"),
+    ('atomic_tenant = "false"', "atomic_tenant must be true or false"),
+    ("prefix = 5", "prefix must be a string"),
+    ('control_schema = ["a"]', "control_schema must be a string"),
+    ('control_schema = "public"', "control_schema 'public' is a schema of PostgreSQL's"),
+    ('control_schema = "tenant_c"', "starts with the tenant prefix 'tenant_'"),
+    ('lock_timeout = "0.4ms"', "shorter than 1ms"),
+    ("lock_timeout = true", "lock_timeout must be a duration"),
+])
+def test_config_values_of_the_wrong_kind_are_refused(
+    project: Path, setting: str, message: str
+) -> None:
+    (project / "tenantmig.toml").write_text(f'dsn = "{CLOSED_DSN}"\n{setting}\n')
+    r = tm("status", cwd=project, env=cli_env())
+    assert message in assert_usage_error(r), show(r)
+
+
+async def test_command_line_turns_off_what_the_config_file_turns_on(
+    dsn: str, project: Path, tenants: list[str]
+) -> None:
+    # the no-transaction migration would be refused through PgBouncer
+    (project / "migrations" / "V3__idx.sql").write_text(
+        "-- tenantmig:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON {{schema}}.items (id);\n")
+    (project / "tenantmig.toml").write_text(f'dsn = "{dsn}"\npgbouncer = true\n')
+    r = tm("up", cwd=project, env=cli_env())
+    assert "through PgBouncer" in assert_usage_error(r), show(r)
+    r = tm("up", "--no-pgbouncer", cwd=project, env=cli_env())
+    assert r.returncode == 0, show(r)
+    for t in tenants:
+        assert await versions(dsn, t) == [1, 2, 3]
+
+
+async def test_a_dollar_in_a_command_line_dsn_is_part_of_the_password(
+    dsn: str, project: Path, tenants: list[str]
+) -> None:
+    # the test cluster trusts local connections, so any password is accepted
+    parts = urlsplit(dsn)
+    netloc = f"postgres:pa$HOME@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    r = tm("status", "--dsn", urlunsplit(parts._replace(netloc=netloc)), cwd=project,
+           env=cli_env(HOME="/x"))
+    assert r.returncode == 0, show(r)
+
+
 # --- a failing tenant, the ledger, status and resume -------------------------------------
 
 

@@ -1162,6 +1162,22 @@ async def test_provision_creates_and_migrates(dsn: str, make_migrations: MakeMig
     await assert_exactly_once(dsn, "tenant_new")
 
 
+async def test_provision_checks_the_migrations_before_creating_the_schema(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int, email extensions.citext);\n",
+    })
+    await execute(dsn, "CREATE SCHEMA extensions; CREATE DOMAIN extensions.citext AS text")
+    with pytest.raises(tenantmig.LintError, match="other-tenant-schema"):
+        await provision(dsn, "tenant_new", migrations=folder)
+    assert "tenant_new" not in await schemas(dsn)
+    report = await provision(dsn, "tenant_new", migrations=folder,
+                             shared_schemas=["extensions"])
+    assert report.ok
+    assert await versions(dsn, "tenant_new") == [1]
+
+
 async def test_provision_concurrent_with_upgrade(dsn: str, make_migrations: MakeMigrations) -> None:
     folder = make_migrations(ONCE_ONLY)
     existing = names(50)
@@ -1448,6 +1464,46 @@ async def test_empty_subset_targets_nobody(dsn: str, make_migrations: MakeMigrat
     assert report.outcomes == ()
     assert await history(dsn, "tenant_a") is None
     assert await history(dsn, "tenant_b") is None
+
+
+async def test_a_stop_ends_one_run_not_the_engine(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, names(3))
+    async with Engine(dsn, migrations=folder) as engine:
+        engine.request_stop()  # before any run: the next one starts no tenant
+        stopped = await engine.upgrade()
+        assert stopped.interrupted and len(stopped.pending) == 3
+        again = await engine.upgrade()
+    assert again.ok and not again.interrupted and len(again.succeeded) == 3
+
+
+async def test_an_error_in_on_outcome_stops_the_run_and_is_raised_as_itself(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, names(4))
+
+    def callback(outcome: tenantmig.TenantOutcome) -> None:
+        raise ValueError(f"cannot record {outcome.tenant}")
+
+    async with Engine(dsn, migrations=folder, concurrency=1, on_outcome=callback) as engine:
+        with pytest.raises(ValueError, match="cannot record"):
+            await engine.upgrade()
+    (run,) = await runs(dsn)
+    assert run["status"] == "interrupted"
+    rows = await ledger(dsn, run["run_id"])
+    assert sorted(r["status"] for r in rows.values()).count("pending") >= 3
+
+
+def test_control_schema_must_be_tenantmigs_own(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    for name in ("public", "pg_temp", "tenant_ctl"):
+        with pytest.raises(tenantmig.ConfigError, match="control_schema"):
+            Engine("postgresql://127.0.0.1:1/db", migrations=folder, control_schema=name)
+    with pytest.raises(tenantmig.ConfigError, match="shorter than 1ms"):
+        Engine("postgresql://127.0.0.1:1/db", migrations=folder, lock_timeout=0.0004)
 
 
 async def test_stop_leaves_pending_and_resume_finishes(

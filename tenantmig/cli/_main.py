@@ -78,9 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="retries of transient errors per migration (3)")
     execution.add_argument("--max-failures", type=int, metavar="N",
                            help="start no new tenant once more than N have failed")
-    execution.add_argument("--atomic-tenant", action="store_true", default=None,
+    execution.add_argument("--atomic-tenant", action=argparse.BooleanOptionalAction, default=None,
                            help="all pending migrations of a tenant in one transaction")
-    common.add_argument("--pgbouncer", action="store_true", default=None,
+    common.add_argument("--pgbouncer", action=argparse.BooleanOptionalAction, default=None,
                         help="the DSN goes through PgBouncer in transaction pooling mode")
 
     parser = _Parser(
