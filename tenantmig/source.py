@@ -145,6 +145,17 @@ class _Header:
     statement_timeout_ms: int | None = None
 
 
+def sql_files(directory: str | Path) -> list[Path]:
+    """The SQL migration files (V and U) in *directory*, by name only: what ``lint --fix``
+    rewrites before the files are loaded (and checked) for real."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise LoadError([Problem(str(root), 0, "migrations folder not found")])
+    return [path for path in sorted(root.iterdir())
+            if path.is_file() and not path.name.startswith((".", "_"))
+            and (match := _NAME.match(path.name)) is not None and match["ext"] == "sql"]
+
+
 def load_migrations(directory: str | Path) -> MigrationSet:
     """Load and check every migration in *directory*; raise :class:`LoadError` on any problem."""
     root = Path(directory)

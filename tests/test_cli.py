@@ -1484,3 +1484,22 @@ def test_lint_fix_qualifies_names_then_lint_passes(tmp_path: Path) -> None:
     assert "CREATE TABLE {{schema}}.events" in text
     assert "REFERENCES {{schema}}.accounts" in text
     assert tm("lint", "--migrations", str(folder), cwd=tmp_path).returncode == 0
+
+
+def test_lint_fix_takes_a_file_that_never_names_the_schema(tmp_path: Path) -> None:
+    """SQL ported from another tool names no {{schema}} at all: loading refuses it, and
+    --fix is what makes it loadable; with --json the output stays one JSON document."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "V1__base.sql").write_text(
+        "CREATE TABLE customers (id bigint PRIMARY KEY, name text);\n"
+        "CREATE INDEX customers_name_idx ON customers (name);\n")
+    assert "never names {{schema}}" in assert_usage_error(
+        tm("lint", "--migrations", str(folder), cwd=tmp_path))
+    fixed = tm("lint", "--fix", "--json", "--migrations", str(folder), cwd=tmp_path)
+    assert fixed.returncode == 0, show(fixed)
+    data = json.loads(fixed.stdout)
+    assert data["fixed"] == [str(folder / "V1__base.sql")] and data["blocking"] == 0
+    text = (folder / "V1__base.sql").read_text()
+    assert "CREATE TABLE {{schema}}.customers" in text
+    assert "ON {{schema}}.customers (name)" in text

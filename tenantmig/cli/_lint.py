@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from ..config import Config
 from ..lint import RULES, blocking, fix_qualifiers, lint_migrations
-from ..source import load_migrations
+from ..source import load_migrations, sql_files
 from . import _render
 
 EXIT_OK, EXIT_UNSAFE = 0, 2
@@ -20,29 +20,29 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
         for rule, description in sorted(RULES.items()):
             out.print(f"{rule}: {description}", markup=False)
         return EXIT_OK
-    migrations = load_migrations(config.migrations)
+    fixed: list[str] = []
     if args.fix:
-        changed = 0
-        for m in migrations.migrations:
-            for step in (m.up, m.down):
-                if step is None or step.sql is None:
-                    continue
-                fixed = fix_qualifiers(step.path.read_text(encoding="utf-8"),
-                                       shared_schemas=config.shared_schemas)
-                if fixed != step.path.read_text(encoding="utf-8"):
-                    step.path.write_text(fixed, encoding="utf-8")
-                    out.print(f"fixed {step.path}", markup=False)
-                    changed += 1
-        if changed:
-            out.print(f"{changed} file(s) changed: their checksums changed too, so only do "
-                      "this before they are applied anywhere.")
-        migrations = load_migrations(config.migrations)
+        # Before loading: a file ported from elsewhere that never names {{schema}} is
+        # exactly what --fix is for, and loading would refuse it.
+        for path in sql_files(config.migrations):
+            text = path.read_text(encoding="utf-8")
+            new = fix_qualifiers(text, shared_schemas=config.shared_schemas)
+            if new != text:
+                path.write_text(new, encoding="utf-8")
+                fixed.append(str(path))
+        if fixed and not args.json:
+            for name in fixed:
+                out.print(f"fixed {name}", markup=False)
+            out.print(f"{len(fixed)} file(s) changed: their checksums changed too, so only "
+                      "do this before they are applied anywhere.")
+    migrations = load_migrations(config.migrations)
     findings = lint_migrations(migrations, shared_schemas=config.shared_schemas)
     unsafe = blocking(findings)
     if args.json:
         out.print_json(_render.dumps({
             "findings": [asdict(f) | {"blocking": f.blocking} for f in findings],
             "blocking": len(unsafe),
+            **({"fixed": fixed} if args.fix else {}),
         }))
     else:
         for finding in findings:
