@@ -6,6 +6,7 @@ The command line and the Python API are thin layers over :class:`Engine`.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections import Counter
@@ -74,6 +75,19 @@ def _refusal(what: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(
         f"{what}: {exc.__class__.__name__}: {exc} (SQLSTATE {sqlstate}); nothing was migrated"
     )
+
+
+_UNPARSABLE_DSN = (
+    "cannot parse the DSN {}: it must be a postgresql:// URL whose user name and password "
+    "have / ? # @ : percent-encoded (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A), "
+    "with a numeric port"
+)
+
+
+def _authority(dsn: str) -> str:
+    """The user:password@host:port part of a URL DSN."""
+    rest = dsn.split("://", 1)[-1]
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
 def new_run_id() -> str:
@@ -178,6 +192,10 @@ class Engine:
                 # PgBouncer these are set per transaction by the apply procedure instead.)
                 settings["search_path"] = ""
                 settings["lock_timeout"] = format_ms(self.options.lock_timeout_ms)
+            if _authority(self.dsn).count("@") > 1:
+                # asyncpg would take the host to be what follows the first @ (and fail to
+                # resolve "ss@db.internal"), a message that hides the real problem.
+                raise ConfigError(_UNPARSABLE_DSN.format(redact_dsn(self.dsn)))
             try:
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
@@ -196,12 +214,7 @@ class Engine:
             except ValueError:
                 # asyncpg's message quotes the piece it failed on, which may be part of
                 # the password: say only what to check.
-                raise ConfigError(
-                    f"cannot parse the DSN {redact_dsn(self.dsn)}: it must be a "
-                    "postgresql:// URL whose user name and password have / ? # @ : "
-                    "percent-encoded (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A), "
-                    "with a numeric port"
-                ) from None
+                raise ConfigError(_UNPARSABLE_DSN.format(redact_dsn(self.dsn))) from None
         return self._pool
 
     async def close(self) -> None:

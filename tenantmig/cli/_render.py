@@ -150,7 +150,12 @@ def print_report(console: Console, report: Report, database: str) -> None:
     counts = report.counts()
     where = f" on {database}" if database else ""
     if report.run_id is None:
-        if report.outcomes:
+        if report.outcomes and report.command == "down":
+            console.print(
+                f"Nothing to do{where}: {counts['skipped']} tenant(s) already at or below "
+                f"version {_v(report.target)}."
+            )
+        elif report.outcomes:
             console.print(
                 f"Nothing to do{where}: {counts['skipped']} tenant(s) already have every "
                 f"migration up to version {_v(report.target)}."
