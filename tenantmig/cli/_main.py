@@ -511,7 +511,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not config.dsns:
             raise TenantmigError("no database: give --dsn, set TENANTMIG_DSN, or put dsn in "
                                  "tenantmig.toml")
-        migrations = load_migrations(config.migrations)
+        # The ledger is read from the control schema alone: no migrations folder needed.
+        migrations = (MigrationSet(config.migrations, ()) if args.command == "ledger"
+                      else load_migrations(config.migrations))
         session = _Session(args, config, migrations)
         return asyncio.run(_main_async(session))
     except TenantmigError as exc:

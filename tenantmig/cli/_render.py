@@ -308,10 +308,11 @@ def print_status(console: Console, status: Status, database: str) -> None:
 
 
 def ledger_json(run: RunRecord, rows: list[LedgerRow], database: str) -> dict[str, Any]:
-    counts: dict[str, int] = defaultdict(int)
+    # The same four keys as a report's counts, zeros included.
+    counts = dict.fromkeys(("succeeded", "failed", "pending", "skipped"), 0)
     for r in rows:
-        counts[r.status] += 1
-    return {"database": database, "run": asdict(run), "counts": dict(counts),
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {"database": database, "run": asdict(run), "counts": counts,
             "tenants": [asdict(r) for r in rows]}
 
 
