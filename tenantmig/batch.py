@@ -5,7 +5,7 @@ The batch for one tenant reads::
     BEGIN;
     SELECT tenantmig.claim_v3(<lock key>);               -- the tenant, or SQLSTATE TM001
     CREATE TABLE "t".tenantmig_history (...);           -- no history table yet, or
-    SELECT tenantmig.expect_v3(<key>, ARRAY(...), ...);  -- its re-read under the lock
+    SELECT tenantmig.expect_v4(<key>, ARRAY(...), ...);  -- its re-read under the lock
     <migration 1>
     ;
     INSERT INTO "t".tenantmig_history ... ; COMMIT;

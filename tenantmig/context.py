@@ -9,6 +9,7 @@ import structlog
 
 from ._sql import quote_ident, render
 from .durations import format_ms
+from .history import HISTORY_TABLE
 from .source import string_contexts
 
 
@@ -40,6 +41,22 @@ class MigrationContext:
         self.lock_timeout_ms = lock_timeout_ms
         self.log: structlog.stdlib.BoundLogger = log
         self._backfills = f"{quote_ident(control_schema)}.backfills"
+
+    async def _fingerprint(self) -> str:
+        """What a backfill's saved progress belongs to: this incarnation of the tenant
+        schema (its OID) and its history as it stands (each version with when it was
+        applied). A kill and a retry leave both alone; dropping and re-creating the tenant,
+        or undoing and re-applying a migration before this one, changes them."""
+        namespace = await self.conn.fetchval(
+            "SELECT oid::text FROM pg_catalog.pg_namespace WHERE nspname = $1", self.schema)
+        history = None
+        if await self.conn.fetchval("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                                    f"{self.quoted}.{HISTORY_TABLE}"):
+            history = await self.conn.fetchval(
+                "SELECT pg_catalog.md5(pg_catalog.string_agg(version::text || '@' || "
+                "pg_catalog.date_part('epoch', applied_at)::text, ',' ORDER BY version)) "
+                f"FROM {self.quoted}.{HISTORY_TABLE}")
+        return f"{namespace}:{history or ''}"
 
     def sql(self, text: str) -> str:
         """*text* with ``{{schema}}`` replaced (inside string constants too, safely)."""
@@ -97,11 +114,22 @@ class MigrationContext:
             f"WHERE {column} > $1 AND {column} <= $2{condition}"
         )
         label = name or table
+        fingerprint = await self._fingerprint()
         saved = await self.conn.fetchrow(
-            f"SELECT last_key, rows, batches FROM {self._backfills} "
+            f"SELECT last_key, rows, batches, fingerprint FROM {self._backfills} "
             "WHERE tenant = $1 AND version = $2 AND name = $3",
             self.schema, self.version, label,
         )
+        if saved is not None and saved["fingerprint"] != fingerprint:
+            # Recorded for another incarnation of the tenant (dropped and created again) or
+            # before some of its migrations were undone and applied again: the rows below
+            # that key may not be done at all.
+            self.log.warning("backfill progress of an earlier state of the tenant discarded",
+                             table=table, after=saved["last_key"])
+            await self.conn.execute(
+                f"DELETE FROM {self._backfills} WHERE tenant = $1 AND version = $2 "
+                "AND name = $3", self.schema, self.version, label)
+            saved = None
         if saved is not None:
             lower = saved["last_key"]
             total: int = int(saved["rows"])
@@ -112,7 +140,8 @@ class MigrationContext:
             total, batches = 0, 0
         record = (
             f"INSERT INTO {self._backfills} AS b (tenant, version, name, last_key, rows, "
-            "batches) VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (tenant, version, name) "
+            "batches, fingerprint) VALUES ($1, $2, $3, $4, $5, 1, $6) "
+            "ON CONFLICT (tenant, version, name) "
             "DO UPDATE SET last_key = EXCLUDED.last_key, rows = b.rows + EXCLUDED.rows, "
             "batches = b.batches + 1, updated_at = now()"
         )
@@ -128,7 +157,7 @@ class MigrationContext:
                 status = await self.conn.execute(update, lower, upper)
                 updated = int(status.rsplit(" ", 1)[-1])
                 await self.conn.execute(record, self.schema, self.version, label, upper,
-                                        updated)
+                                        updated, fingerprint)
             total += updated
             batches += 1
             self.log.debug("backfill batch", table=table, upto=upper, rows=updated)

@@ -25,7 +25,8 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 # runners of different releases never replace each other's function mid-run.
 APPLY_PROCEDURE = "apply_v2"
 CLAIM_FUNCTION = "claim_v3"
-EXPECT_FUNCTION = "expect_v3"
+# Bumped when the control schema gains objects: an older one then gets them on the next run.
+EXPECT_FUNCTION = "expect_v4"
 
 # Raised by the claim and expect functions (see _claim_sql).
 SQLSTATE_BUSY = "TM001"
@@ -264,8 +265,10 @@ def _control_ddl(control_schema: str) -> list[str]:
             rows bigint NOT NULL DEFAULT 0,
             batches integer NOT NULL DEFAULT 0,
             updated_at timestamptz NOT NULL DEFAULT now(),
+            fingerprint text,
             PRIMARY KEY (tenant, version, name)
         )""",
+        f"ALTER TABLE {ctl}.backfills ADD COLUMN IF NOT EXISTS fingerprint text",
         _apply_procedure_sql(control_schema),
         # Last: control_exists looks for it, so a control schema of an older release
         # gets the newer objects.

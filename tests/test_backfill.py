@@ -147,3 +147,48 @@ async def test_down_round_trip_restores_the_same_schema(dsn: str) -> None:
         assert {(o.status, o.failing_version) for o in refused.outcomes} == {("failed", 12)}
         for t in tenants:
             assert schema_dump(dsn, t) == head[t], t
+
+
+STALE = {
+    "V1__items.sql": """\
+        CREATE TABLE {{schema}}.items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+        INSERT INTO {{schema}}.items SELECT FROM generate_series(1, 400);
+        """,
+    "V2__c2.sql": "ALTER TABLE {{schema}}.items ADD COLUMN c2 bigint;\n",
+    "U2__c2.sql": "-- tenantmig:allow drop-column test: the undo drops V2's column\n"
+                  "ALTER TABLE {{schema}}.items DROP COLUMN c2;\n",
+    "V3__fill_c2.py": """\
+        transactional = False
+
+        async def up(ctx):
+            await ctx.backfill("items", "c2 = id", where="c2 IS NULL", batch_size=100)
+        """,
+}
+
+
+async def test_backfill_progress_of_an_undone_state_is_not_resumed(
+    dsn: str, make_migrations: Any
+) -> None:
+    """Progress saved before a migration under it was undone (the column dropped and
+    added again, empty) must not make the next backfill skip the rows below it."""
+    folder = make_migrations(STALE)
+    await create_tenants(dsn, ["tenant_a"])
+    app = await asyncpg.connect(dsn)
+    try:
+        async with tenantmig.Engine(dsn, migrations=folder, lock_timeout="300ms",
+                                    retries=0) as engine:
+            assert (await engine.upgrade(target=2)).ok
+            # An application holds row 220: the third batch cannot get it.
+            await app.execute("BEGIN; SELECT * FROM tenant_a.items WHERE id = 220 FOR UPDATE")
+            (failed,) = (await engine.upgrade()).failed
+            assert (failed.sqlstate, failed.failing_version) == ("55P03", 3)
+            await app.execute("ROLLBACK")
+            assert await app.fetchval("SELECT last_key FROM tenantmig.backfills") == 200
+            # The release is rolled back (U2 drops c2), then deployed again.
+            assert (await engine.downgrade(target=1)).ok
+            report = await engine.upgrade()
+        assert report.ok, [(o.tenant, o.message) for o in report.failed]
+        assert await app.fetchval("SELECT count(*) FROM tenant_a.items WHERE c2 IS NULL") == 0
+        assert await app.fetchval("SELECT count(*) FROM tenantmig.backfills") == 0
+    finally:
+        await app.close()

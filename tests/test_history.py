@@ -26,7 +26,7 @@ AT_HEAD = ["tenant_MixedCase", "tenant_O'Brien \"x\"", "tenant_" + "x" * 56] + [
 AT_ONE = [f"tenant_one{i:02d}" for i in range(30)]
 NEVER = ["tenant_never"]
 
-EXPECT = "SELECT count(*) FROM pg_proc WHERE proname = 'expect_v3'"
+EXPECT = "SELECT count(*) FROM pg_proc WHERE proname = 'expect_v4'"
 
 
 def where(status: Status) -> dict[str, tuple[int | None, tuple[int, ...], tuple[int, ...]]]:
@@ -69,7 +69,8 @@ async def test_an_older_control_schema_is_read_and_then_upgraded(
     folder = make_migrations(MIGRATIONS)
     await migrate_some(dsn, folder)
     # What a control schema of an older release lacks: this release's functions.
-    await execute(dsn, "DROP FUNCTION tenantmig.expect_v3(bigint, bigint[], bigint[], boolean)")
+    await execute(dsn, "DROP FUNCTION tenantmig.expect_v4(bigint, bigint[], bigint[], boolean)")
+    await execute(dsn, "ALTER TABLE tenantmig.backfills DROP COLUMN fingerprint")
 
     # Its runs are still shown: the latest run is the one that brought AT_HEAD to 3.
     before = await status(dsn, folder)
@@ -80,6 +81,8 @@ async def test_an_older_control_schema_is_read_and_then_upgraded(
         report = await engine.upgrade(NEVER)
     assert report.ok and report.applied_count == 3
     assert await fetchval(dsn, EXPECT) == 1
+    assert await fetchval(dsn, "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                          "'tenantmig.backfills'::regclass AND attname = 'fingerprint'") == 1
     after = await status(dsn, folder)
     assert after.last_run is not None and after.last_run.run_id == report.run_id
     assert where(after)["tenant_never"] == (3, (), ())
