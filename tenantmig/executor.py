@@ -250,6 +250,10 @@ class Executor:
                     return
                 outcome = await self._tenant(plan, target, box)
                 outcomes[plan.tenant] = outcome
+                if self._options.session and self._may_set(plan):
+                    # A SET in this tenant's Python or non-batchable SQL migration would
+                    # stay in force for the next tenant on this connection.
+                    await box.reset_session()
                 if outcome.status == "failed":
                     self._failures += 1
                     limit = self._options.max_failures
@@ -271,6 +275,12 @@ class Executor:
             or TenantOutcome(p.tenant, "pending", p.current, p.current, target)
             for p in plans
         ]
+
+    def _may_set(self, plan: TenantPlan) -> bool:
+        """Whether a migration the tenant ran may have changed a session setting: any
+        but plain batchable SQL (which the loader checked holds no SET)."""
+        steps = (m.up if self._direction == "up" else m.down for m in plan.pending)
+        return any(step is not None and not step.batchable for step in steps)
 
     # --- one tenant -----------------------------------------------------------------
 
@@ -898,6 +908,17 @@ class _Connection:
 
     async def discard(self) -> None:
         await self.release()
+
+    async def reset_session(self) -> None:
+        """Every setting back to the connection's defaults; the run's are primed again
+        before the next tenant."""
+        if self._conn is None:
+            return
+        try:
+            await self._conn.execute("RESET ALL")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await self.discard()
+        self.primed = False
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None

@@ -1670,3 +1670,38 @@ async def test_connection_lost_mid_migration_is_retried_once_applied(
     assert outcome.attempts == 2
     assert await versions(dsn, "tenant_a") == [1, 2]
     assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.t") == 1
+
+
+LEAKY = {
+    "V1__orders.sql": """\
+        CREATE TABLE {{schema}}.audit (what text NOT NULL);
+        CREATE TABLE {{schema}}.orders (id int, amount int NOT NULL);
+        CREATE FUNCTION {{schema}}.orders_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO {{schema}}.audit VALUES ('order ' || NEW.id); RETURN NEW; END $$;
+        CREATE TRIGGER orders_audit AFTER INSERT ON {{schema}}.orders
+            FOR EACH ROW EXECUTE FUNCTION {{schema}}.orders_audit();
+        """,
+    # A data fix that must not fire this tenant's audit trigger: a session-level SET.
+    "V2__fix_without_audit.sql": """\
+        SET session_replication_role = replica;
+        INSERT INTO {{schema}}.orders VALUES (0, 0);
+        """,
+    "V3__seed.sql": "INSERT INTO {{schema}}.orders VALUES (1, 100), (2, 200);\n",
+}
+
+
+async def test_a_tenants_session_settings_do_not_reach_the_next_tenant(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(LEAKY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
+    async with Engine(dsn, migrations=folder, concurrency=1) as engine:
+        assert (await engine.upgrade(["tenant_a"], target=1)).ok
+        assert (await engine.upgrade(["tenant_b", "tenant_c"], target=2)).ok
+        # One connection: tenant_a runs V2's SET, then tenant_b and tenant_c run V3.
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    for t in ("tenant_b", "tenant_c"):
+        audited = await fetchval(dsn, f"SELECT count(*) FROM {t}.audit WHERE what IN "
+                                 "('order 1', 'order 2')")
+        assert audited == 2, t
