@@ -962,6 +962,23 @@ async def test_plan_quotes_awkward_schema_names(dsn: str, project: Path) -> None
     assert await versions(dsn, name) == [1, 2]
 
 
+async def test_plan_shows_a_tenant_whose_name_cannot_be_rendered_and_goes_on(
+    dsn: str, tmp_path: Path, make_migrations: Any
+) -> None:
+    """tenant_$$x sorts first, and its name would end the DO body: up would fail it alone,
+    so plan names it and shows the SQL of another tenant instead of stopping (exit 2)."""
+    make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__do.sql": "DO $$ BEGIN EXECUTE 'CREATE TABLE {{schema}}.t2 (id int)'; END $$;\n",
+    })
+    await create_tenants(dsn, ["tenant_$$x", "tenant_a"])
+    for command in (["plan"], ["up", "--dry-run"]):
+        r = tm(*command, "--dsn", dsn, cwd=tmp_path)
+        assert r.returncode == 0, show(r)
+        assert "1 tenant(s) whose name cannot be put safely" in r.stdout, show(r)
+        assert "SQL for tenant_a:" in r.stdout, show(r)
+
+
 async def test_names_that_look_like_rich_markup_or_emoji_print_as_themselves(
     dsn: str, project: Path
 ) -> None:

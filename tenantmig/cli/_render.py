@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.markup import escape as _rich_escape
 from rich.table import Table
 
+from .._sql import UnsafeTenantName
 from ..control import LedgerRow, RunRecord
 from ..executor import TenantOutcome
-from ..plan import Plan
+from ..plan import Plan, TenantPlan
 from ..report import Report, Status
 
 # C0 and C1 control characters but tab and newline, shown as \xNN: a tenant name (or an
@@ -223,16 +224,42 @@ def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
                       + ", ".join(f"V{v}" for v in versions))
     if not work or not show_sql:
         return
-    example = next((t for t in work if t.tenant == sql_for), work[0])
+    # The example: the tenant asked for, else the first whose SQL can all be rendered (a
+    # name that cannot be put safely in a migration fails that tenant alone in `up`).
+    rendered = {t.tenant: _rendered(t) for t in work}
+    unsafe = [t for t, sql in rendered.items() if sql is None]
+    if unsafe:
+        shown = ", ".join(escape(t) for t in unsafe[:5])
+        more = f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
+        console.print(f"  {len(unsafe)} tenant(s) whose name cannot be put safely where a "
+                      f"migration puts {{{{schema}}}}: up would fail them ({shown}{more})")
+    example = next((t for t in work if t.tenant == sql_for and rendered[t.tenant]),
+                   next((t for t in work if rendered[t.tenant]), None))
+    if example is None:
+        return
     console.print(f"\nSQL for {escape(example.tenant)}:")
-    for m in example.pending:
+    for m, sql in zip(example.pending, rendered[example.tenant] or [], strict=True):
         mode = "" if m.transactional else " (no transaction)"
         console.print(f"-- V{m.version} {escape(m.description)}{mode}", style="bold")
-        if m.up.sql is not None:
-            sql = m.up.render(example.tenant).replace("\r\n", "\n").strip()
+        if sql is not None:
             console.print(escape(sql), highlight=False)
         else:
             console.print(f"-- Python migration {escape(m.filename)}: up(ctx)")
+
+
+def _rendered(plan: TenantPlan) -> list[str | None] | None:
+    """Each pending migration's SQL for the tenant (None for Python); None if the tenant's
+    name cannot be put safely into one of them."""
+    out: list[str | None] = []
+    for m in plan.pending:
+        if m.up.sql is None:
+            out.append(None)
+            continue
+        try:
+            out.append(m.up.render(plan.tenant).replace("\r\n", "\n").strip())
+        except UnsafeTenantName:
+            return None
+    return out
 
 
 def plan_json(plan: Plan, database: str) -> dict[str, Any]:
