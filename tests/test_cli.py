@@ -997,9 +997,13 @@ async def test_names_that_look_like_rich_markup_or_emoji_print_as_themselves(
     r = tm("down", "--dsn", dsn, "--target", "1", cwd=project)
     assert r.returncode == 0, show(r)
     await execute(dsn, f"INSERT INTO {quote_ident(names[0])}.items VALUES (1, 0)")
+    await execute(dsn, f"INSERT INTO {quote_ident(control)}.items VALUES (1, 0)")
     r = tm("up", "--dsn", dsn, cwd=project)
     assert r.returncode == 1
     assert names[0] in r.stdout and "23514" in r.stdout
+    # the "tenant failed" log events on stderr name it too
+    assert "tenant_\\x1b]0;pwned" in r.stderr, show(r)
+    assert "\x1b" not in r.stdout + r.stderr and "\x07" not in r.stdout + r.stderr
     r = tm("status", "--dsn", dsn, cwd=project)
     assert f"{names[0]}: at 1, pending V2" in r.stdout
     assert "\N{FIRE}" not in r.stdout + r.stderr

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from .._sql import scrub
+from ._render import visible
 
 
 class _Stderr:
@@ -42,10 +43,14 @@ def configure(log_format: str, *, verbosity: int, dsns: list[str]) -> None:
     base = 1 if log_format == "json" else 0
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(2, base + verbosity)]
 
+    # JSON escapes control characters itself; on the console a tenant named with ESC
+    # sequences would otherwise recolour or retitle the terminal.
+    shown = (lambda text: text) if log_format == "json" else visible
+
     def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Any:
         for key, value in list(event.items()):
             if isinstance(value, str):
-                event[key] = scrub(value, dsns)
+                event[key] = shown(scrub(value, dsns))
         return event
 
     renderer: Any = (

@@ -25,6 +25,11 @@ _VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))
             if c not in (0x09, 0x0A)}
 
 
+def visible(text: str) -> str:
+    """*text* with its control characters shown as ``\\xNN``."""
+    return text.translate(_VISIBLE)
+
+
 def escape(text: str) -> str:
     """Text from the database or the files, made safe for console markup: its control
     characters visible, its markup escaped. Unlike rich's escape, a trailing backslash
