@@ -419,10 +419,17 @@ class Engine:
                     "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)", todo
                 )
             }
+        gone = [t for t in todo if t not in existing]
         todo = [t for t in todo if t in existing]
-        if not todo:
-            log.warning("every unfinished tenant of the run was dropped", run_id=run.run_id)
-            return Report("resume", None, run.target, (), 0.0)
+        if gone:
+            shown = ", ".join(repr(t) for t in gone[:10]) + (
+                f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+            if not todo:
+                # Not "nothing to resume" (exit 0): the run did leave these unfinished.
+                raise TargetError(f"run {run.run_id}: its unfinished tenant schema(s) no "
+                                  f"longer exist (dropped or renamed?): {shown}")
+            log.warning("unfinished tenants of the run no longer exist", run_id=run.run_id,
+                        tenants=gone)
         if run.command == "down":
             if run.target is None:
                 raise TargetError(f"run {run.run_id} has no target")
@@ -540,6 +547,7 @@ class Engine:
         executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
                             direction=direction, on_cancelled=writer.add)
         self._executor = executor
+        executor.count_failures(len(refused))
         if self._stop_requested:
             executor.stop()
         status = "failed"

@@ -216,6 +216,16 @@ class Executor:
         """Start no new tenant; running ones finish."""
         self._stopping = True
 
+    def count_failures(self, n: int) -> None:
+        """*n* more tenants failed (also those refused before the run: they count towards
+        ``max_failures`` like the others)."""
+        self._failures += n
+        limit = self._options.max_failures
+        if limit is not None and self._failures > limit and not self._stopping:
+            log.warning("max failures exceeded: starting no more tenants",
+                        run_id=self._run_id, failures=self._failures, limit=limit)
+            self._stopping = True
+
     @property
     def stopping(self) -> bool:
         return self._stopping
@@ -255,12 +265,7 @@ class Executor:
                     # stay in force for the next tenant on this connection.
                     await box.reset_session()
                 if outcome.status == "failed":
-                    self._failures += 1
-                    limit = self._options.max_failures
-                    if limit is not None and self._failures > limit and not self._stopping:
-                        log.warning("max failures exceeded: starting no more tenants",
-                                    run_id=self._run_id, failures=self._failures, limit=limit)
-                        self._stopping = True
+                    self.count_failures(1)
                 if self._on_outcome is not None:
                     result = self._on_outcome(outcome)
                     if result is not None:

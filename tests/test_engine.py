@@ -1307,6 +1307,22 @@ async def test_resumed_downgrade_goes_down_and_names_the_run_it_resumes(
         ("down", 1, failed.run_id)
 
 
+async def test_tenants_refused_by_down_count_towards_max_failures(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    files = {k: v for k, v in REVERSIBLE.items() if k != "U3__view.sql"}
+    folder = make_migrations(files)
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
+    async with Engine(dsn, migrations=folder, max_failures=0) as engine:
+        assert (await engine.upgrade(tenants=["tenant_a"])).ok
+        assert (await engine.upgrade(tenants=["tenant_b", "tenant_c"], target=2)).ok
+        report = await engine.downgrade(target=1)
+    counts = report.counts()
+    assert (counts["failed"], counts["pending"], counts["succeeded"]) == (1, 2, 0), counts
+    for t in ("tenant_b", "tenant_c"):
+        assert await versions(dsn, t) == [1, 2]
+
+
 async def test_downgrade_without_undo_stops_only_the_tenants_that_need_it(
     dsn: str, make_migrations: MakeMigrations
 ) -> None:
@@ -1451,8 +1467,9 @@ async def test_resume_when_failed_tenants_were_dropped(
     await execute(dsn, f"DROP SCHEMA {quote_ident(bad[0])} CASCADE")
     await create_tenants(dsn, ["tenant_later"])
     async with Engine(dsn, migrations=folder) as engine:
-        report = await engine.resume()
-    assert report.outcomes == ()
+        # Not "nothing to resume": the run did leave that tenant unfinished.
+        with pytest.raises(TargetError, match="no longer exist.*" + bad[0]):
+            await engine.resume()
     assert await history(dsn, "tenant_later") is None
 
 
