@@ -441,19 +441,66 @@ class Executor:
                 with retry:
                     await attempt()
         except Exception as exc:
+            indexes = [i for m in unit.migrations if (s := self._step_or_none(m)) is not None
+                       for i in s.concurrent_indexes]
             if getattr(exc, "sqlstate", None) == "55P03":
-                exc = _LockTimeout(exc, await self._blockers(box, tenant))
+                exc = _LockTimeout(exc, await self._blockers(box, tenant,
+                                                             snapshots=bool(indexes)))
+            if indexes:
+                left = await self._drop_leftover_indexes(box, tenant, indexes)
+                if left:
+                    exc = _WithNote(exc, "INVALID index(es) left in place, dropped before the "
+                                    "next attempt: " + ", ".join(left))
             return attempts, exc
         return attempts, None
+
+    def _step_or_none(self, migration: Migration) -> Step | None:
+        return migration.up if self._direction == "up" else migration.down
+
+    async def _drop_leftover_indexes(self, box: _Connection, tenant: str,
+                                     names: Sequence[str]) -> list[str]:
+        """After a no-transaction index build failed for good: drop the INVALID index it
+        left (it slows every write to the table) if the tenant is still ours to touch;
+        returns those left in place. A plain DROP INDEX under a short lock timeout:
+        DROP INDEX CONCURRENTLY would wait for the same old snapshot the build did."""
+        try:
+            conn = await box.get()
+            invalid = [r[0] for r in await conn.fetch(_INVALID_INDEXES, tenant, list(names))]
+            if not invalid:
+                return []
+            key = tenant_lock_key(tenant)
+            if not await conn.fetchval("SELECT pg_catalog.pg_try_advisory_lock($1)", key):
+                return invalid  # another runner has the tenant now
+            try:
+                for name in invalid:
+                    async with conn.transaction():
+                        await conn.execute("SET LOCAL lock_timeout = '100ms'")
+                        await conn.execute(f"DROP INDEX IF EXISTS {quote_ident(tenant)}."
+                                           f"{quote_ident(name)}")
+            finally:
+                await conn.execute("SELECT pg_catalog.pg_advisory_unlock($1)", key)
+            return []
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            try:
+                conn = await box.get()
+                return [r[0] for r in await conn.fetch(_INVALID_INDEXES, tenant, list(names))]
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                return list(names)
 
     def _may_retry(self, exc: BaseException) -> bool:
         return self._options.retries > 0 or is_connection_loss(exc)
 
-    async def _blockers(self, box: _Connection, tenant: str) -> str:
-        """Who holds locks in the tenant's schema now: pid, state and query."""
+    async def _blockers(self, box: _Connection, tenant: str, *, snapshots: bool = False) -> str:
+        """Who holds locks in the tenant's schema now: pid, state and query; for an index
+        built CONCURRENTLY, also the oldest transactions of the database (the build
+        waits for every one older than itself, whatever it touches)."""
         try:
             conn = await box.get()
             rows = await conn.fetch(_BLOCKERS, tenant)
+            if snapshots:
+                seen = {r["pid"] for r in rows}
+                rows = [*rows, *(r for r in await conn.fetch(_OLD_TRANSACTIONS)
+                                 if r["pid"] not in seen)]
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return ""
         return "; ".join(
@@ -952,6 +999,33 @@ LIMIT 3
 """
 
 
+_OLD_TRANSACTIONS = """
+SELECT a.pid, coalesce(a.state, '?') AS state,
+       coalesce(round(extract(epoch FROM now() - a.xact_start))::int, 0) AS xact_seconds,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120) AS query
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()
+  AND a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL
+ORDER BY a.xact_start
+LIMIT 3
+"""
+
+_INVALID_INDEXES = """
+SELECT c.relname FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND NOT i.indisvalid
+"""
+
+
+class _WithNote(Exception):
+    """A failure with a note of what it left behind."""
+
+    def __init__(self, cause: BaseException, note: str) -> None:
+        self.sqlstate = getattr(cause, "sqlstate", None)
+        super().__init__(f"{_message(cause)}; {note}")
+
+
 class _LockTimeout(Exception):
     """A lock timeout that ran out of retries, with who was holding the locks."""
 
@@ -962,7 +1036,7 @@ class _LockTimeout(Exception):
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, _LockTimeout):
+    if isinstance(exc, _LockTimeout | _WithNote):
         return str(exc)
     if isinstance(exc, asyncpg.PostgresError):
         text = str(getattr(exc, "message", None) or exc)

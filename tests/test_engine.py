@@ -972,6 +972,34 @@ async def test_index_build_that_outlived_its_killed_runner(
     assert await index_valid(dsn, "tenant_a", "things_code_key") is True
 
 
+async def test_index_build_held_up_by_an_old_transaction_names_it_and_cleans_up(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    """CREATE INDEX CONCURRENTLY waits for every older transaction in the database. When
+    it runs out of time the failure names that transaction, though it holds no lock in
+    the tenant, and the INVALID index the build left does not stay behind."""
+    files = dict(INDEXED)
+    files["V2__index.sql"] = files["V2__index.sql"].replace("lock-timeout=5s",
+                                                            "lock-timeout=300ms")
+    folder = make_migrations(files)
+    await create_tenants(dsn, ["tenant_a"])
+    report_conn = await asyncpg.connect(dsn)
+    try:
+        async with Engine(dsn, migrations=folder, retries=0) as engine:
+            assert (await engine.upgrade(target=1)).ok
+            # A report elsewhere in the database, holding its snapshot.
+            await report_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            await report_conn.fetchval("SELECT count(*) FROM pg_catalog.pg_class /* report */")
+            report = await engine.upgrade()
+    finally:
+        await report_conn.close()
+    (failed,) = report.failed
+    assert (failed.sqlstate, failed.failing_version) == ("55P03", 2), failed.message
+    assert "blocked by pid" in (failed.message or "") and "report" in (failed.message or "")
+    assert await index_valid(dsn, "tenant_a", "things_code_key") is None
+    assert await versions(dsn, "tenant_a") == [1]
+
+
 async def test_non_transactional_failure_is_recorded(
     dsn: str, make_migrations: MakeMigrations,
 ) -> None:
