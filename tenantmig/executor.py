@@ -284,7 +284,7 @@ class Executor:
     def _may_set(self, plan: TenantPlan) -> bool:
         """Whether a migration the tenant ran may have changed a session setting: any
         but plain batchable SQL (which the loader checked holds no SET)."""
-        steps = (m.up if self._direction == "up" else m.down for m in plan.pending)
+        steps = (self._step_or_none(m) for m in plan.pending)
         return any(step is not None and not step.batchable for step in steps)
 
     # --- one tenant -----------------------------------------------------------------
@@ -901,14 +901,7 @@ class Executor:
     ) -> None:
         if not step.concurrent_indexes:
             return
-        rows = await conn.fetch(
-            "SELECT c.relname FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND NOT i.indisvalid",
-            tenant,
-            list(step.concurrent_indexes),
-        )
+        rows = await conn.fetch(_INVALID_INDEXES, tenant, list(step.concurrent_indexes))
         for (name,) in rows:
             tenant_log.warning("dropping INVALID index left by an earlier attempt", index=name)
             await conn.execute(
