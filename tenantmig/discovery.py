@@ -71,6 +71,12 @@ def check_control_schema(control_schema: str, prefix: str) -> None:
                           f"{prefix!r}: it would be a tenant")
 
 
+def listed(names: Sequence[str], limit: int = 10) -> str:
+    """Names for an error message: quoted, the first *limit* of them, then how many more."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in names[:limit]) + more
+
+
 def is_reserved(name: str, control_schema: str) -> bool:
     """System schemas, ``public`` and the control schema are never tenants."""
     return not name or name in _SYSTEM or name == control_schema or name.startswith("pg_")
@@ -94,9 +100,7 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
         for what, wanted in (("tenant", names), ("excluded tenant", sorted(excluded))):
             missing = [n for n in wanted if n not in existing]
             if missing:
-                shown = ", ".join(repr(n) for n in missing[:10])
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                raise TargetError(f"{what} schema not found: {shown}{more}")
+                raise TargetError(f"{what} schema not found: {listed(missing)}")
     if targeting.tenants is not None:
         return [n for n in names if n not in excluded]
     if not targeting.prefix:

@@ -31,7 +31,7 @@ from ._exceptions import (
     TenantmigError,
 )
 from ._sql import quote_ident, redact_dsn, scrub
-from .discovery import Targeting, check_control_schema, discover, is_reserved
+from .discovery import Targeting, check_control_schema, discover, is_reserved, listed
 from .durations import format_ms, parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
@@ -422,12 +422,10 @@ class Engine:
         gone = [t for t in todo if t not in existing]
         todo = [t for t in todo if t in existing]
         if gone:
-            shown = ", ".join(repr(t) for t in gone[:10]) + (
-                f" and {len(gone) - 10} more" if len(gone) > 10 else "")
             if not todo:
                 # Not "nothing to resume" (exit 0): the run did leave these unfinished.
                 raise TargetError(f"run {run.run_id}: its unfinished tenant schema(s) no "
-                                  f"longer exist (dropped or renamed?): {shown}")
+                                  f"longer exist (dropped or renamed?): {listed(gone)}")
             log.warning("unfinished tenants of the run no longer exist", run_id=run.run_id,
                         tenants=gone)
         if run.command == "down":

@@ -20,7 +20,7 @@ from .. import __version__
 from .._exceptions import DriftError, TargetError, TenantmigError
 from .._sql import redact_dsn, scrub
 from ..config import Config, load_config
-from ..discovery import existing, merge_tenants
+from ..discovery import existing, listed, merge_tenants
 from ..engine import Engine
 from ..executor import TenantOutcome
 from ..plan import Plan
@@ -276,9 +276,7 @@ class _Session:
         for what, wanted in (("tenant", named), ("excluded tenant", excluded)):
             missing = [n for n in wanted if n not in anywhere]
             if missing:
-                shown = ", ".join(repr(n) for n in missing[:10])
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                raise TargetError(f"{what} schema not found in any database: {shown}{more}")
+                raise TargetError(f"{what} schema not found in any database: {listed(missing)}")
         for dsn in self.config.dsns:
             self._targets[dsn] = (tuple(n for n in named if n in found[dsn]),
                                   tuple(n for n in excluded if n in found[dsn]))
