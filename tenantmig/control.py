@@ -239,8 +239,10 @@ def _control_ddl(control_schema: str) -> list[str]:
             hostname text,
             arguments jsonb NOT NULL DEFAULT '{{}}',
             resumed_from text,
-            tenants integer NOT NULL DEFAULT 0
+            tenants integer NOT NULL DEFAULT 0,
+            heartbeat_at timestamptz
         )""",
+        f"ALTER TABLE {ctl}.runs ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
         f"""CREATE TABLE IF NOT EXISTS {ctl}.ledger (
             run_id text NOT NULL REFERENCES {ctl}.runs (run_id) ON DELETE CASCADE,
             tenant text NOT NULL,
@@ -337,6 +339,15 @@ class RunRecord:
     arguments: dict[str, Any]
     resumed_from: str | None
     tenants: int
+    silent_seconds: float | None = None
+    """Seconds since the run last showed it was alive (its start, a ledger heartbeat),
+    by the server's clock; None once it has finished."""
+
+    def probably_dead(self) -> bool:
+        """Recorded as running, but silent for much longer than a live runner ever is:
+        the runner was most likely killed (SIGKILL, a lost machine)."""
+        return (self.status == "running" and self.silent_seconds is not None
+                and self.silent_seconds > STALE_AFTER)
 
 
 @dataclass(frozen=True)
@@ -441,8 +452,22 @@ async def finish_run(conn: Any, control_schema: str, run_id: str, status: str) -
     )
 
 
+HEARTBEAT_EVERY = 5.0
+"""Seconds between a running run's signs of life (``runs.heartbeat_at``)."""
+STALE_AFTER = 60.0
+"""Silent for longer than this, a run recorded as running is reported as probably dead."""
+
+
+async def heartbeat(conn: Any, control_schema: str, run_id: str) -> None:
+    await conn.execute(
+        f"UPDATE {quote_ident(control_schema)}.runs SET heartbeat_at = now() "
+        "WHERE run_id = $1", run_id)
+
+
 def _run(row: Any) -> RunRecord:
     arguments = row["arguments"]
+    # heartbeat_at is missing from an older release's control schema: then its start.
+    alive = row.get("heartbeat_at") or row["started_at"]
     return RunRecord(
         run_id=row["run_id"],
         command=row["command"],
@@ -455,6 +480,8 @@ def _run(row: Any) -> RunRecord:
         arguments=json.loads(arguments) if isinstance(arguments, str) else dict(arguments),
         resumed_from=row["resumed_from"],
         tenants=row["tenants"],
+        silent_seconds=(None if row["finished_at"] is not None
+                        else (row["server_now"] - alive).total_seconds()),
     )
 
 
@@ -465,10 +492,12 @@ async def read_run(conn: Any, control_schema: str, run_id: str | None) -> RunRec
     ctl = quote_ident(control_schema)
     if run_id is None:
         row = await conn.fetchrow(
-            f"SELECT * FROM {ctl}.runs ORDER BY started_at DESC, run_id DESC LIMIT 1"
+            f"SELECT *, now() AS server_now FROM {ctl}.runs "
+            "ORDER BY started_at DESC, run_id DESC LIMIT 1"
         )
     else:
-        row = await conn.fetchrow(f"SELECT * FROM {ctl}.runs WHERE run_id = $1", run_id)
+        row = await conn.fetchrow(
+            f"SELECT *, now() AS server_now FROM {ctl}.runs WHERE run_id = $1", run_id)
     return _run(row) if row is not None else None
 
 

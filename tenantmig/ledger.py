@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import structlog
 
-from .control import LedgerRow, write_outcomes
+from .control import HEARTBEAT_EVERY, LedgerRow, heartbeat, write_outcomes
 from .executor import TenantOutcome
 
 log = structlog.get_logger("tenantmig")
@@ -71,10 +71,18 @@ class LedgerWriter:
                     raise
 
     async def _loop(self) -> None:
+        since_beat = 0.0
         while True:
             await anyio.sleep(self._interval)
+            since_beat += self._interval
             try:
                 await self.flush()
+                if since_beat >= HEARTBEAT_EVERY:
+                    # A sign of life even while no tenant finishes (a long backfill): a
+                    # run silent for long was killed, and status and ledger can say so.
+                    since_beat = 0.0
+                    async with self._pool.acquire() as conn:
+                        await heartbeat(conn, self._control_schema, self._run_id)
             except Exception as exc:  # keep migrating; the final flush retries
                 log.warning("ledger write failed, will retry", run_id=self._run_id,
                             error=str(exc))

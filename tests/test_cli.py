@@ -1274,6 +1274,39 @@ async def test_sigterm_lets_running_tenants_finish(dsn: str, tmp_path: Path,
         assert await versions(dsn, t) == ([1, 2] if t in done else None), t
 
 
+async def test_a_killed_run_is_reported_as_probably_dead_once_silent(
+    dsn: str, tmp_path: Path, make_migrations: Any
+) -> None:
+    make_migrations({
+        "V1__create_items.sql": "CREATE TABLE {{schema}}.items (id int);\n",
+        "V2__slow.sql": "SELECT pg_sleep(1);\nCREATE TABLE {{schema}}.marker (id int);\n",
+    })
+    await create_tenants(dsn, [f"tenant_{i}" for i in range(4)])
+    proc = _spawn("up", "--dsn", dsn, "--concurrency", "2", cwd=tmp_path)
+    try:
+        await _wait_for_sleep(dsn, proc, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    run = await latest_run(dsn)
+    assert run["status"] == "running"
+    # Just killed: too soon to tell from a run that is alive and busy.
+    r = tm("ledger", "--dsn", dsn, cwd=tmp_path)
+    assert r.returncode == 0 and "probably killed" not in r.stdout, show(r)
+    # A minute and more later, with no sign of life meanwhile:
+    await fetch(dsn, "UPDATE tenantmig.runs SET started_at = started_at - interval '2 min', "
+                     "heartbeat_at = now() - interval '2 min'")
+    for command in ("ledger", "status"):
+        r = tm(command, "--dsn", dsn, cwd=tmp_path)
+        assert "runner was probably killed" in r.stdout, show(r)
+        assert f"tenantmig resume {run['run_id']}" in r.stdout, show(r)
+    r = tm("ledger", "--json", "--dsn", dsn, cwd=tmp_path)
+    assert json.loads(r.stdout)["run"]["probably_killed"] is True, show(r)
+
+
 async def test_second_sigint_cancels_running_tenants(dsn: str, tmp_path: Path,
                                                      make_migrations: Any) -> None:
     make_migrations({

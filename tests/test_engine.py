@@ -1750,3 +1750,25 @@ async def test_a_tenants_session_settings_do_not_reach_the_next_tenant(
         audited = await fetchval(dsn, f"SELECT count(*) FROM {t}.audit WHERE what IN "
                                  "('order 1', 'order 2')")
         assert audited == 2, t
+
+
+async def test_a_running_run_shows_signs_of_life(
+    dsn: str, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tenantmig.ledger.HEARTBEAT_EVERY", 0.5)
+    folder = make_migrations({
+        "V1__slow.sql": "CREATE TABLE {{schema}}.t (id int);\nSELECT pg_sleep(1.5);\n",
+    })
+    await create_tenants(dsn, ["tenant_a"])
+    async with Engine(dsn, migrations=folder) as engine:
+        task = asyncio.ensure_future(engine.upgrade())
+        await wait_until(dsn, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                         "WHERE wait_event = 'PgSleep')")
+        await asyncio.sleep(1.0)
+        beat = await fetchval(dsn, "SELECT heartbeat_at > started_at FROM tenantmig.runs")
+        run, _ = await engine.ledger()
+        report = await task
+    assert report.ok
+    assert beat is True
+    assert run.status == "running" and not run.probably_dead()
+    assert run.silent_seconds is not None and run.silent_seconds < 5

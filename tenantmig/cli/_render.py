@@ -296,6 +296,7 @@ def status_json(status: Status, database: str) -> dict[str, Any]:
             for t in status.failed if t.last_failure is not None
         ],
         "last_run": status.last_run.run_id if status.last_run else None,
+        "last_run_probably_killed": bool(status.last_run and status.last_run.probably_dead()),
     }
 
 
@@ -328,6 +329,8 @@ def print_status(console: Console, status: Status, database: str) -> None:
         if t.unknown:
             parts.append("applied but no file: " + ", ".join(f"V{v}" for v in t.unknown))
         console.print(f"[red]Drift[/] in {escape(t.tenant)}: " + "; ".join(parts))
+    if status.last_run is not None:
+        _dead_run_notice(console, status.last_run)
     failed = status.failed
     if failed and status.last_run is not None:
         console.print(f"{len(failed)} tenant(s) failed in the latest run "
@@ -339,13 +342,20 @@ def print_status(console: Console, status: Status, database: str) -> None:
                           f"{f.sqlstate or '-'} {escape((f.message or '')[:200])}")
 
 
+def _dead_run_notice(console: Console, run: RunRecord) -> None:
+    if run.probably_dead():
+        console.print(f"[yellow]No sign of life from run {run.run_id} for "
+                      f"{run.silent_seconds or 0:.0f}s:[/] its runner was probably killed. "
+                      f"Finish it with: tenantmig resume {run.run_id}")
+
+
 def ledger_json(run: RunRecord, rows: list[LedgerRow], database: str) -> dict[str, Any]:
     # The same four keys as a report's counts, zeros included.
     counts = dict.fromkeys(("succeeded", "failed", "pending", "skipped"), 0)
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return {"database": database, "run": asdict(run), "counts": counts,
-            "tenants": [asdict(r) for r in rows]}
+    return {"database": database, "run": asdict(run) | {"probably_killed": run.probably_dead()},
+            "counts": counts, "tenants": [asdict(r) for r in rows]}
 
 
 def print_ledger(console: Console, run: RunRecord, rows: list[LedgerRow], database: str) -> None:
@@ -360,6 +370,7 @@ def print_ledger(console: Console, run: RunRecord, rows: list[LedgerRow], databa
     )
     console.print(", ".join(f"{counts[s]} {s}" for s in
                             ("succeeded", "failed", "pending", "skipped")))
+    _dead_run_notice(console, run)
     for allowed in run.arguments.get("allowed", []):
         console.print(f"Accepted on purpose: {escape(str(allowed.get('file')))}:"
                       f"{allowed.get('line')} {escape(str(allowed.get('rule')))}: "
