@@ -22,6 +22,7 @@ from .discovery import check_control_schema
 from .durations import parse_duration_ms
 
 DSN_ENV = "TENANTMIG_DSN"
+_MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's largest lock_timeout / statement_timeout
 
 _KEYS = {
     "dsn",
@@ -149,7 +150,9 @@ def load_config(
             dsn_from_file = dsn_from_file and key != "dsn"
 
     raw_dsn = settings.get("dsn", ())
-    dsns = (raw_dsn,) if isinstance(raw_dsn, str) else tuple(raw_dsn)
+    # The same database named twice is one database (two runs on it would only wait for
+    # each other).
+    dsns = (raw_dsn,) if isinstance(raw_dsn, str) else tuple(dict.fromkeys(raw_dsn))
     if not all(isinstance(d, str) and d for d in dsns):
         raise ConfigError("dsn must be a connection string or a list of them")
 
@@ -160,6 +163,9 @@ def load_config(
         lock_timeout_ms = parse_duration_ms(str(lock_timeout))
     except ValueError as exc:
         raise ConfigError(f"lock_timeout: {exc}") from None
+    if lock_timeout_ms > _MAX_TIMEOUT_MS:
+        raise ConfigError(f"lock_timeout: {lock_timeout} is more than PostgreSQL allows "
+                          "(about 24 days); 0 turns the timeout off")
 
     max_failures = settings.get("max_failures")
     log_format = str(settings.get("log_format", "console"))

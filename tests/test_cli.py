@@ -639,6 +639,7 @@ def test_unset_variable_in_the_config_dsn_is_named(project: Path) -> None:
     ('control_schema = "tenant_c"', "starts with the tenant prefix 'tenant_'"),
     ('lock_timeout = "0.4ms"', "shorter than 1ms"),
     ("lock_timeout = true", "lock_timeout must be a duration"),
+    ('lock_timeout = "600h"', "more than PostgreSQL allows"),
 ])
 def test_config_values_of_the_wrong_kind_are_refused(
     project: Path, setting: str, message: str
@@ -1424,6 +1425,9 @@ async def test_fleet_json_is_one_document(dsn: str, second_db: str, project: Pat
         data = json.loads(r.stdout)
         assert isinstance(data, list) and len(data) == 2
         assert [d["database"] for d in data] == [dsn, second_db]
+    # the same database named twice is one database
+    r = tm("status", "--json", "--dsn", dsn, "--dsn", second_db, "--dsn", dsn, cwd=project)
+    assert [d["database"] for d in json.loads(r.stdout)] == [dsn, second_db], show(r)
 
 
 async def test_fleet_targets_a_tenant_where_it_lives(
