@@ -583,6 +583,7 @@ def test_transaction_control(statement: str) -> None:
         "DROP INDEX CONCURRENTLY IF EXISTS payments_idx;",
         "DROP SEQUENCE payments_seq;",
         "CREATE SEQUENCE payments_seq;",
+        "CREATE SEQUENCE {{schema}}.s2 OWNED BY payments.id;",
         "CREATE TYPE mood AS ENUM ('ok');",
         "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh';",
         "DROP TYPE mood;",
@@ -609,6 +610,8 @@ def test_unqualified_names(sql: str) -> None:
         # built-in types need no qualifier
         "CREATE TABLE {{schema}}.t (a int, b text, c varchar(3), d timestamptz, e jsonb, "
         "f uuid, g numeric(3, 1), h bigserial, i double precision, j text[], k bytea);",
+        "ALTER SEQUENCE {{schema}}.s2 OWNED BY NONE;",
+        "CREATE SEQUENCE {{schema}}.s2 OWNED BY {{schema}}.invoices.id;",
         # CTE names are not relations
         "WITH recent AS (SELECT id FROM {{schema}}.invoices) SELECT * FROM recent;",
         # temporary tables live in pg_temp

@@ -193,6 +193,13 @@ def _statement_names(stmt: ast.Node) -> Iterator[NameRef]:
         ref = _object_name(node.objtype, node.object)
         if ref is not None:
             yield ref
+    elif isinstance(node, ast.CreateSeqStmt | ast.AlterSeqStmt):
+        for option in node.options or ():
+            # OWNED BY table.column: the table resolves through search_path too
+            if isinstance(option, ast.DefElem) and option.defname == "owned_by":
+                parts = strings(option.arg)[:-1]
+                if parts:  # OWNED BY NONE has no table
+                    yield NameRef("table", tuple(parts), None)
 
 
 def _object_name(objtype: Any, obj: Any) -> NameRef | None:
