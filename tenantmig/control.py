@@ -173,6 +173,11 @@ BEGIN
         IF pg_catalog.current_setting('search_path') <> '' THEN
             PERFORM pg_catalog.set_config('search_path', '', true);
         END IF;
+        -- The rendered SQL doubles the quotes of a name inside '...': that holds only
+        -- while a backslash is an ordinary character (an application's pool, PgBouncer).
+        IF pg_catalog.current_setting('standard_conforming_strings') <> 'on' THEN
+            PERFORM pg_catalog.set_config('standard_conforming_strings', 'on', true);
+        END IF;
         IF pg_catalog.current_setting('lock_timeout') <> p_lock_timeouts[least(p_next, v_n + 1)]
         THEN
             PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeouts[least(p_next, v_n + 1)],

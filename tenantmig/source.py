@@ -382,7 +382,10 @@ def string_contexts(text: str) -> StringContexts:
     try:
         _scan_strings(text, 0, found, tags)
     except Exception:  # the server will report the syntax error
-        return NO_STRINGS
+        # Nothing is known of where the constants are: a name with ' \ or $ could end
+        # one that the broken text leaves open, so such a name is refused (opaque).
+        return StringContexts(opaque=frozenset(
+            i for i in range(len(text)) if text.startswith(SCHEMA_PLACEHOLDER, i)))
     return StringContexts(
         literal=frozenset(found["literal"]),
         escape=frozenset(found["escape"]),

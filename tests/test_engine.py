@@ -291,8 +291,9 @@ async def test_names_that_would_end_a_string_constant_stay_inside_or_are_refused
     assert await relations(dsn, "public") == set()
 
 
+@pytest.mark.parametrize("pgbouncer", [False, True], ids=["session", "pgbouncer-mode"])
 async def test_app_pool_without_standard_conforming_strings_cannot_be_broken_out_of(
-    dsn: str, make_migrations: MakeMigrations
+    dsn: str, make_migrations: MakeMigrations, pgbouncer: bool
 ) -> None:
     """With standard_conforming_strings off a backslash escapes a quote inside '...', so
     the doubled quotes of a name like E_STRING_BREAKER would end the string: tenantmig
@@ -303,10 +304,11 @@ async def test_app_pool_without_standard_conforming_strings_cannot_be_broken_out
             CREATE TABLE {{schema}}.t1 (id int);
             COMMENT ON TABLE {{schema}}.t1 IS 'owned by {{schema}}';
             """,
-        "V2__index.sql": """\
+        "V2__column.sql": """\
             -- tenantmig:no-transaction
             COMMENT ON COLUMN {{schema}}.t1.id IS 'id of {{schema}}';
-            """,
+            """ if not pgbouncer else
+            "COMMENT ON COLUMN {{schema}}.t1.id IS 'id of {{schema}}';\n",
         "V3__python.py": """\
             async def up(ctx):
                 await ctx.execute("CREATE TABLE {{schema}}.t3 (note text DEFAULT '{{schema}}')")
@@ -317,7 +319,8 @@ async def test_app_pool_without_standard_conforming_strings_cannot_be_broken_out
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3,
                                      server_settings={"standard_conforming_strings": "off"})
     try:
-        async with Engine(pool=pool, migrations=folder, concurrency=2) as engine:
+        async with Engine(pool=pool, migrations=folder, concurrency=2,
+                          pgbouncer=pgbouncer) as engine:
             report = await engine.upgrade()
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW standard_conforming_strings") == "off"

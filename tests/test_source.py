@@ -372,3 +372,18 @@ def test_project_migrations_load() -> None:
     assert non_transactional == [3, 6, 8]
     assert by_version[12].down is None
     assert all(by_version[v].down is not None for v in range(1, 12))
+
+
+def test_sql_that_does_not_scan_refuses_names_that_could_end_its_strings() -> None:
+    """Where the scanner cannot find the string constants (an unterminated quote, which
+    the server would report), a name with ' \\ or $ could close the one left open."""
+    from tenantmig._sql import UnsafeTenantName, render
+    from tenantmig.source import string_contexts
+
+    broken = "SELECT '{{schema}} FROM {{schema}}.t"
+    strings = string_contexts(broken)
+    assert render(broken, "tenant_plain", strings) == \
+        'SELECT \'"tenant_plain" FROM "tenant_plain".t'
+    for name in ("tenant_O'x", "tenant_a\\", "tenant_$x"):
+        with pytest.raises(UnsafeTenantName):
+            render(broken, name, strings)
