@@ -126,7 +126,9 @@ def _url_parts(dsn: str) -> tuple[str, str | None, str | None, str]:
     info is everything before the last one.
     """
     scheme, _, rest = dsn.partition("://")
-    at = rest.rfind("@")
+    # The last @ that is not inside a ?password=... value (which may hold one too).
+    masked = _PASSWORD_PARAM.sub(lambda m: m.group(1) + "x" * len(m.group(2)), rest)
+    at = masked.rfind("@")
     if at < 0:
         return scheme, None, None, rest
     user, colon, password = rest[:at].partition(":")

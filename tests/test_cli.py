@@ -602,6 +602,25 @@ def test_dsn_that_does_not_parse_is_exit_2_without_the_password(
         assert fragment not in r.stdout + r.stderr, (fragment, show(r))
 
 
+@pytest.mark.parametrize("form", ["query", "userinfo-and-query"])
+async def test_a_query_string_password_with_an_at_sign_is_masked(
+    dsn: str, project: Path, tenants: list[str], form: str
+) -> None:
+    # the test cluster trusts local connections, so any password is accepted
+    parts = urlsplit(dsn)
+    database = parts.path.lstrip("/")
+    if form == "query":
+        url = (f"postgresql:///{database}?host={parts.hostname}&port={parts.port}"
+               "&user=postgres&password=Sup3r@Secret")
+    else:
+        url = (f"postgresql://postgres@{parts.hostname}:{parts.port}/{database}"
+               "?password=Sup3r@Secret")
+    r = tm("status", "--json", "--dsn", url, cwd=project)
+    assert r.returncode == 0, show(r)
+    assert "Sup3r" not in r.stdout + r.stderr and "Secret" not in r.stdout + r.stderr, show(r)
+    assert json.loads(r.stdout)["database"].endswith("password=***"), r.stdout
+
+
 async def test_a_password_inside_other_words_leaves_them_alone(
     dsn: str, project: Path, tenants: list[str]
 ) -> None:
