@@ -180,7 +180,7 @@ def load_config(
         raise ConfigError("shared_schemas must be a list of schema names")
     control_schema = _str("control_schema", settings.get("control_schema", "tenantmig"))
     prefix = _str("prefix", settings.get("prefix", "tenant_"))
-    check_control_schema(control_schema, prefix)
+    check_control_schema(control_schema)
     return Config(
         dsns=tuple(_expand(d, env) if dsn_from_file else d for d in dsns),
         migrations=migrations,

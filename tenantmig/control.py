@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ._exceptions import ConfigError
 from ._sql import quote_ident, text_array
 from .history import HISTORY_COLUMNS, HISTORY_TABLE
 
@@ -320,6 +321,11 @@ async def ensure_control(conn: Any, control_schema: str) -> None:
                            control_lock_key(control_schema))
         if await control_exists(conn, control_schema):
             return
+        tenant_history = f"{quote_ident(control_schema)}.{HISTORY_TABLE}"
+        if await conn.fetchval("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                               tenant_history):
+            raise ConfigError(f"control schema {control_schema!r} holds a {HISTORY_TABLE} "
+                              "table: it is a tenant; name another --control-schema")
         # One simple query, one round trip (the bodies' semicolons are dollar-quoted).
         await conn.execute(";\n".join(_control_ddl(control_schema)))
 

@@ -57,18 +57,15 @@ SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])
 """
 
 
-def check_control_schema(control_schema: str, prefix: str) -> None:
-    """The control schema is tenantmig's own: not a system schema, not ``public``, and not
-    a name the tenant prefix matches (its tables would land in a tenant, which would then
-    silently drop out of every run)."""
+def check_control_schema(control_schema: str) -> None:
+    """The control schema is tenantmig's own: not a system schema, not ``public``. (One
+    that is a tenant, holding a history table, is refused when the control objects would
+    be created in it; discovery never takes the control schema for a tenant.)"""
     if not control_schema:
         raise ConfigError("control_schema must not be empty")
     if control_schema in _SYSTEM or control_schema.startswith("pg_"):
         raise ConfigError(f"control_schema {control_schema!r} is a schema of PostgreSQL's or "
                           "public: tenantmig needs a schema of its own (default: tenantmig)")
-    if prefix and control_schema.startswith(prefix):
-        raise ConfigError(f"control_schema {control_schema!r} starts with the tenant prefix "
-                          f"{prefix!r}: it would be a tenant")
 
 
 def listed(names: Sequence[str], limit: int = 10) -> str:

@@ -149,7 +149,7 @@ class Engine:
         self.lint = lint
         self.pgbouncer = pgbouncer
         self._findings: list[Finding] | None = None
-        check_control_schema(control_schema, prefix)
+        check_control_schema(control_schema)
         self.options = ExecOptions(
             concurrency=concurrency,
             lock_timeout_ms=_ms(lock_timeout, 0),

@@ -1545,9 +1545,26 @@ async def test_an_error_in_on_outcome_stops_the_run_and_is_raised_as_itself(
     assert sorted(r["status"] for r in rows.values()).count("pending") >= 3
 
 
+async def test_a_tenant_is_not_made_the_control_schema(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        assert (await engine.upgrade(["tenant_b"])).ok
+    async with Engine(dsn, migrations=folder, control_schema="tenant_b") as engine:
+        with pytest.raises(tenantmig.ConfigError, match="it is a tenant"):
+            await engine.upgrade(["tenant_a"])
+    assert "runs" not in await relations(dsn, "tenant_b")
+    assert await history(dsn, "tenant_a") is None
+    # a prefix that the default control schema's name starts with is fine
+    async with Engine(dsn, migrations=folder, prefix="tenant") as engine:
+        assert (await engine.upgrade(["tenant_a"])).ok
+
+
 def test_control_schema_must_be_tenantmigs_own(make_migrations: MakeMigrations) -> None:
     folder = make_migrations(ONCE_ONLY)
-    for name in ("public", "pg_temp", "tenant_ctl"):
+    for name in ("public", "pg_temp", "information_schema"):
         with pytest.raises(tenantmig.ConfigError, match="control_schema"):
             Engine("postgresql://127.0.0.1:1/db", migrations=folder, control_schema=name)
     with pytest.raises(tenantmig.ConfigError, match="shorter than 1ms"):
