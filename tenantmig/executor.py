@@ -960,7 +960,10 @@ class _Connection:
         if self._conn is None:
             return
         try:
-            await self._conn.execute("RESET ALL")
+            # RESET ALL leaves the role alone (role and session_authorization are not
+            # reset by it): a SET ROLE in one tenant's migration must not outlive it.
+            await self._conn.execute(
+                "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await self.discard()
         self.primed = False

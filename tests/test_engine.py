@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1792,3 +1793,31 @@ async def test_a_running_run_shows_signs_of_life(
     assert beat is True
     assert run.status == "running" and not run.probably_dead()
     assert run.silent_seconds is not None and run.silent_seconds < 5
+
+
+async def test_a_role_set_in_one_tenant_does_not_reach_the_next(
+    dsn: str, make_migrations: MakeMigrations,
+) -> None:
+    role = "tm_role_" + os.urandom(3).hex()
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__as_role.py": f"""\
+            async def up(ctx):
+                if ctx.schema == "tenant_a":
+                    await ctx.execute("SET ROLE {role}")
+            """,
+        "V3__t3.sql": "CREATE TABLE {{schema}}.t3 (id int);\n",
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    await execute(dsn, f"CREATE ROLE {role} SUPERUSER NOLOGIN")
+    try:
+        async with Engine(dsn, migrations=folder, concurrency=1) as engine:
+            report = await engine.upgrade()
+        assert report.ok, [(o.tenant, o.message) for o in report.failed]
+        owner = await fetchval(dsn, "SELECT tableowner FROM pg_tables "
+                               "WHERE schemaname = 'tenant_b' AND tablename = 't3'")
+        assert owner == await fetchval(dsn, "SELECT current_user")
+    finally:
+        await execute(dsn, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+        await execute(dsn, f"DROP OWNED BY {role}")
+        await execute(dsn, f"DROP ROLE {role}")
