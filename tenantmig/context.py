@@ -120,7 +120,8 @@ class MigrationContext:
             "WHERE tenant = $1 AND version = $2 AND name = $3",
             self.schema, self.version, label,
         )
-        if saved is not None and saved["fingerprint"] != fingerprint:
+        # No fingerprint: saved by an older release, which recorded none; trusted as before.
+        if saved is not None and saved["fingerprint"] not in (None, fingerprint):
             # Recorded for another incarnation of the tenant (dropped and created again) or
             # before some of its migrations were undone and applied again: the rows below
             # that key may not be done at all.

@@ -397,8 +397,8 @@ async def start_run(
         f"""
         WITH run AS (
             INSERT INTO {ctl}.runs (run_id, command, target, hostname, arguments,
-                                    resumed_from, tenants)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+                                    resumed_from, tenants, heartbeat_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, now())
             RETURNING run_id
         )
         INSERT INTO {ctl}.ledger (run_id, tenant, status, version_before, version_reached,
@@ -477,8 +477,8 @@ async def heartbeat(conn: Any, control_schema: str, run_id: str) -> None:
 
 def _run(row: Any) -> RunRecord:
     arguments = row["arguments"]
-    # heartbeat_at is missing from an older release's control schema: then its start.
-    alive = row.get("heartbeat_at") or row["started_at"]
+    # No heartbeat_at (a run of an older release, which writes none): unknown.
+    alive = row.get("heartbeat_at")
     return RunRecord(
         run_id=row["run_id"],
         command=row["command"],
@@ -491,7 +491,7 @@ def _run(row: Any) -> RunRecord:
         arguments=json.loads(arguments) if isinstance(arguments, str) else dict(arguments),
         resumed_from=row["resumed_from"],
         tenants=row["tenants"],
-        silent_seconds=(None if row["finished_at"] is not None
+        silent_seconds=(None if row["finished_at"] is not None or alive is None
                         else (row["server_now"] - alive).total_seconds()),
     )
 

@@ -77,15 +77,20 @@ class LedgerWriter:
             since_beat += self._interval
             try:
                 await self.flush()
-                if since_beat >= HEARTBEAT_EVERY:
-                    # A sign of life even while no tenant finishes (a long backfill): a
-                    # run silent for long was killed, and status and ledger can say so.
-                    since_beat = 0.0
-                    async with self._pool.acquire() as conn:
-                        await heartbeat(conn, self._control_schema, self._run_id)
             except Exception as exc:  # keep migrating; the final flush retries
                 log.warning("ledger write failed, will retry", run_id=self._run_id,
                             error=str(exc))
+            if since_beat >= HEARTBEAT_EVERY:
+                # A sign of life even while no tenant finishes (a long backfill): a run
+                # silent for long was killed, and status and ledger can say so.
+                since_beat = 0.0
+                try:
+                    with anyio.CancelScope(shield=True):
+                        async with self._pool.acquire() as conn:
+                            await heartbeat(conn, self._control_schema, self._run_id)
+                except Exception as exc:
+                    log.warning("could not record a heartbeat", run_id=self._run_id,
+                                error=str(exc))
 
     async def __aenter__(self) -> LedgerWriter:
         self._tg = anyio.create_task_group()
