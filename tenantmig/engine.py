@@ -351,10 +351,16 @@ class Engine:
         arguments: dict[str, Any] | None = None,
         command: str = "up",
         resumed_from: str | None = None,
+        plan: Plan | None = None,
     ) -> Report:
-        """Bring the targeted tenants to *target* (default: the latest version)."""
+        """Bring the targeted tenants to *target* (default: the latest version).
+
+        *plan*, from :meth:`plan` with the same arguments, saves reading every history
+        again (what another runner applied meanwhile is found under each tenant's lock).
+        """
         t0 = time.perf_counter()
-        plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
+        if plan is None:
+            plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
         self.refuse_drift(plan)
         return await self._execute(
             plan.tenants, plan.target, "up", command, arguments, resumed_from, t0

@@ -1487,6 +1487,43 @@ async def test_fleet_targets_a_tenant_where_it_lives(
     assert await versions(dsn, "tenant_a") is None
 
 
+_COUNT_READS = """
+import sys
+import tenantmig.engine as engine
+from tenantmig.cli import main
+reads = []
+original = engine.read_histories
+async def counted(pool, tenants, **kwargs):
+    reads.append(len(tenants))
+    return await original(pool, tenants, **kwargs)
+engine.read_histories = counted
+code = main(sys.argv[1:])
+print("READS", reads)
+sys.exit(code)
+"""
+
+
+def _counting_reads(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _COUNT_READS, *args], cwd=cwd,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+
+
+async def test_fleet_up_reads_each_history_once(
+    dsn: str, second_db: str, project: Path
+) -> None:
+    """The preflight's plan (drift checked everywhere first) is the run's plan: a fleet's
+    up reads every tenant's history once, not twice."""
+    await create_tenants(dsn, ["tenant_a"])
+    await create_tenants(second_db, ["tenant_x"])
+    assert tm("up", "--target", "1", "--dsn", dsn, "--dsn", second_db,
+              cwd=project).returncode == 0
+    r = _counting_reads("up", "--dsn", dsn, "--dsn", second_db, cwd=project)
+    assert r.returncode == 0, show(r)
+    assert "READS [1, 1]" in r.stdout, show(r)
+    assert await versions(dsn, "tenant_a") == [1, 2]
+    assert await versions(second_db, "tenant_x") == [1, 2]
+
+
 async def test_fleet_drift_in_one_database_is_refused_before_any_is_touched(
     dsn: str, second_db: str, project: Path
 ) -> None:

@@ -171,8 +171,10 @@ class _Session:
         self.err = _render.console(stderr=True)
         self.engines: list[Engine] = []
         self._engine_for: dict[str, Engine] = {}
-        # With a fleet: each database's share of the named tenants and exclusions.
+        # With a fleet: each database's share of the named tenants and exclusions, and
+        # the plans its preflight made for up (the run uses them: one history read).
         self._targets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.plans: dict[str, Plan] = {}
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None
         self.progress: _render.ProgressDisplay | None = None
@@ -253,12 +255,16 @@ class _Session:
 
         async def drift(dsn: str) -> None:
             engine = self.engine(dsn)
+            up = self.args.command == "up"
             plan = await engine.plan(self.tenants(engine), exclude=self.exclude(engine),
-                                     prefix=self.config.prefix)
+                                     prefix=self.config.prefix,
+                                     target=self.args.target if up else None)
             try:
                 engine.refuse_drift(plan)
             except DriftError as exc:
                 raise DriftError(f"{redact_dsn(dsn)}: {exc}", exc.drifted) from None
+            if up:
+                self.plans[dsn] = plan
 
         await self._on_every_database(drift)
 
@@ -359,7 +365,8 @@ async def _migrate(session: _Session) -> int:
             return await engine.upgrade(session.tenants(engine), target=args.target,
                                         exclude=session.exclude(engine),
                                         prefix=session.config.prefix,
-                                        arguments=arguments)
+                                        arguments=arguments,
+                                        plan=session.plans.get(engine.dsn or ""))
         if args.command == "down":
             return await engine.downgrade(args.target, session.tenants(engine),
                                           exclude=session.exclude(engine),
