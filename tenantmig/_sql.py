@@ -114,7 +114,8 @@ def placeholders(text: str) -> list[tuple[int, str]]:
 
 
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_PASSWORD_PARAM = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+# A query-string password ends at the next & only: hiding up to a # too is the safe side.
+_PASSWORD_PARAM = re.compile(r"([?&]password=)([^&]*)", re.IGNORECASE)
 
 
 def _url_parts(dsn: str) -> tuple[str, str | None, str | None, str]:
@@ -136,11 +137,14 @@ def _url_parts(dsn: str) -> tuple[str, str | None, str | None, str]:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ``***``, for logs and messages."""
+    """The DSN with any password replaced by ``***``, for logs and messages.
+
+    Query-string passwords are hidden first, in the whole DSN: whichever ``@`` is then
+    taken for the end of the user info (another query value may hold one too), none of
+    them can come back."""
     if "://" not in dsn:
         return _PASSWORD_KV.sub(r"\1***", dsn)
-    scheme, user, password, rest = _url_parts(dsn)
-    rest = _PASSWORD_PARAM.sub(r"\1***", rest)
+    scheme, user, password, rest = _url_parts(_PASSWORD_PARAM.sub(r"\1***", dsn))
     if user is None:
         return f"{scheme}://{rest}"
     return f"{scheme}://{user}{':***' if password is not None else ''}@{rest}"
@@ -166,10 +170,14 @@ def scrub(text: str, dsns: list[str]) -> str:
 def _passwords(dsn: str) -> list[str]:
     found = [m.group(2).strip("'") for m in _PASSWORD_KV.finditer(dsn)]
     if "://" in dsn:
-        _, _, password, rest = _url_parts(dsn)
-        candidates = [m.group(2) for m in _PASSWORD_PARAM.finditer(rest)]
+        candidates = [m.group(2) for m in _PASSWORD_PARAM.finditer(dsn)]
+        _, _, password, _ = _url_parts(_PASSWORD_PARAM.sub(r"\1***", dsn))
         if password:
             candidates.append(password)
+        # The user info may also end at the first @ (an @ in another query value)
+        authority = dsn.partition("://")[2].split("@", 1)
+        if len(authority) == 2 and ":" in authority[0]:
+            candidates.append(authority[0].partition(":")[2])
         for raw in candidates:
             found += [raw, unquote(raw)]
     return sorted(set(found), key=len, reverse=True)  # longest first: no partial leftovers

@@ -144,7 +144,7 @@ class MigrationContext:
             "batches, fingerprint) VALUES ($1, $2, $3, $4, $5, 1, $6) "
             "ON CONFLICT (tenant, version, name) "
             "DO UPDATE SET last_key = EXCLUDED.last_key, rows = b.rows + EXCLUDED.rows, "
-            "batches = b.batches + 1, updated_at = now()"
+            "batches = b.batches + 1, updated_at = now(), fingerprint = EXCLUDED.fingerprint"
         )
         while lower is not None:
             async with self.conn.transaction():

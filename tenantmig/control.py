@@ -309,7 +309,7 @@ async def control_exists(conn: Any, control_schema: str, *, this_release: bool =
     return bool(await conn.fetchval(_CONTROL_EXISTS, control_schema, ["runs", "ledger"], None))
 
 
-async def ensure_control(conn: Any, control_schema: str) -> None:
+async def ensure_control(conn: Any, control_schema: str, prefix: str = "") -> None:
     """Create the control schema, its tables and the apply procedure if missing.
 
     Serialised by an advisory lock so two runners starting together do not collide.
@@ -321,11 +321,17 @@ async def ensure_control(conn: Any, control_schema: str) -> None:
                            control_lock_key(control_schema))
         if await control_exists(conn, control_schema):
             return
-        tenant_history = f"{quote_ident(control_schema)}.{HISTORY_TABLE}"
-        if await conn.fetchval("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-                               tenant_history):
-            raise ConfigError(f"control schema {control_schema!r} holds a {HISTORY_TABLE} "
-                              "table: it is a tenant; name another --control-schema")
+        # A schema that is a tenant must not become the control schema: discovery would
+        # skip it from then on. It is one if it holds a history table, or if it exists
+        # and the tenant prefix matches it (a tenant not migrated yet).
+        is_tenant = await conn.fetchval(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL OR (left($2, length($3)) = $3 "
+            "AND $3 <> '' AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace "
+            "WHERE nspname = $2))",
+            f"{quote_ident(control_schema)}.{HISTORY_TABLE}", control_schema, prefix)
+        if is_tenant:
+            raise ConfigError(f"control schema {control_schema!r} is a tenant schema; name "
+                              "another --control-schema")
         # One simple query, one round trip (the bodies' semicolons are dollar-quoted).
         await conn.execute(";\n".join(_control_ddl(control_schema)))
 
@@ -469,10 +475,11 @@ STALE_AFTER = 60.0
 """Silent for longer than this, a run recorded as running is reported as probably dead."""
 
 
-async def heartbeat(conn: Any, control_schema: str, run_id: str) -> None:
+async def heartbeat(conn: Any, control_schema: str, run_id: str, *,
+                    wait: float | None = None) -> None:
     await conn.execute(
         f"UPDATE {quote_ident(control_schema)}.runs SET heartbeat_at = now() "
-        "WHERE run_id = $1", run_id)
+        "WHERE run_id = $1", run_id, timeout=wait)
 
 
 def _run(row: Any) -> RunRecord:

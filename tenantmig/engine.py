@@ -509,7 +509,7 @@ class Engine:
         pool = await self.pool()
         with _refused(f"setting up the control schema {self.control_schema!r}"):
             async with pool.acquire() as conn:
-                await control.ensure_control(conn, self.control_schema)
+                await control.ensure_control(conn, self.control_schema, self.prefix)
                 run_id = new_run_id()
                 await control.start_run(
                     conn,

@@ -22,6 +22,7 @@ log = structlog.get_logger("tenantmig")
 
 _FINAL_ATTEMPTS = 5
 _FIRST_WAIT = 0.5  # seconds; then 1, 1.5, 2
+_BEAT_TIMEOUT = 2.0
 
 
 def ledger_row(outcome: TenantOutcome) -> LedgerRow:
@@ -85,9 +86,12 @@ class LedgerWriter:
                 # silent for long was killed, and status and ledger can say so.
                 since_beat = 0.0
                 try:
+                    # Shielded like a flush, but bounded: a busy pool or a hung server
+                    # must not hold up the run's end or a cancel.
                     with anyio.CancelScope(shield=True):
-                        async with self._pool.acquire() as conn:
-                            await heartbeat(conn, self._control_schema, self._run_id)
+                        async with self._pool.acquire(timeout=_BEAT_TIMEOUT) as conn:
+                            await heartbeat(conn, self._control_schema, self._run_id,
+                                            wait=_BEAT_TIMEOUT)
                 except Exception as exc:
                     log.warning("could not record a heartbeat", run_id=self._run_id,
                                 error=str(exc))

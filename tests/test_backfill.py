@@ -192,3 +192,30 @@ async def test_backfill_progress_of_an_undone_state_is_not_resumed(
         assert await app.fetchval("SELECT count(*) FROM tenantmig.backfills") == 0
     finally:
         await app.close()
+
+
+async def test_progress_saved_by_an_older_release_is_trusted_then_fingerprinted(
+    dsn: str, make_migrations: Any
+) -> None:
+    folder = make_migrations(STALE)
+    await create_tenants(dsn, ["tenant_a"])
+    app = await asyncpg.connect(dsn)
+    try:
+        async with tenantmig.Engine(dsn, migrations=folder, lock_timeout="300ms",
+                                    retries=0) as engine:
+            assert (await engine.upgrade(target=2)).ok
+            # What an older release left: progress up to 200, no fingerprint.
+            await app.execute("INSERT INTO tenantmig.backfills (tenant, version, name, "
+                              "last_key, rows, batches) VALUES ('tenant_a', 3, 'items', 200, "
+                              "200, 2)")
+            await app.execute("BEGIN; SELECT * FROM tenant_a.items WHERE id = 320 FOR UPDATE")
+            (failed,) = (await engine.upgrade()).failed
+            await app.execute("ROLLBACK")
+        assert failed.sqlstate == "55P03"
+        row = await app.fetchrow("SELECT last_key, fingerprint FROM tenantmig.backfills")
+        assert row["last_key"] == 300 and row["fingerprint"] is not None
+        # trusted: the older release's batches were not done again
+        assert await app.fetchval("SELECT count(*) FROM tenant_a.items WHERE c2 IS NULL") \
+            == 300
+    finally:
+        await app.close()

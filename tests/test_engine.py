@@ -1550,12 +1550,14 @@ async def test_a_tenant_is_not_made_the_control_schema(
     dsn: str, make_migrations: MakeMigrations
 ) -> None:
     folder = make_migrations(ONCE_ONLY)
-    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
     async with Engine(dsn, migrations=folder) as engine:
         assert (await engine.upgrade(["tenant_b"])).ok
-    async with Engine(dsn, migrations=folder, control_schema="tenant_b") as engine:
-        with pytest.raises(tenantmig.ConfigError, match="it is a tenant"):
-            await engine.upgrade(["tenant_a"])
+    for schema in ("tenant_b", "tenant_c"):  # migrated, and not yet
+        async with Engine(dsn, migrations=folder, control_schema=schema) as engine:
+            with pytest.raises(tenantmig.ConfigError, match="is a tenant schema"):
+                await engine.upgrade(["tenant_a"])
+    assert "runs" not in await relations(dsn, "tenant_c")
     assert "runs" not in await relations(dsn, "tenant_b")
     assert await history(dsn, "tenant_a") is None
     # a prefix that the default control schema's name starts with is fine

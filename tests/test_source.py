@@ -387,3 +387,21 @@ def test_sql_that_does_not_scan_refuses_names_that_could_end_its_strings() -> No
     for name in ("tenant_O'x", "tenant_a\\", "tenant_$x"):
         with pytest.raises(UnsafeTenantName):
             render(broken, name, strings)
+
+
+@pytest.mark.parametrize(("dsn", "secret"), [
+    ("postgresql://h/db?password=s3cret&user=admin@myserver", "s3cret"),
+    ("postgresql://u@h/db?password=s3cret&application_name=ops@host1", "s3cret"),
+    ("postgresql://u@h/db?password=a1#b2@c3", "a1#b2@c3"),
+    ("postgresql://u:p4ss@h/db?application_name=a@b", "p4ss"),
+    ("postgresql://u:Zq/x9!kP@127.0.0.1:1/db", "Zq/x9!kP"),
+    ("host=h password=s3cret user=u", "s3cret"),
+])
+def test_passwords_never_survive_redaction_or_scrubbing(dsn: str, secret: str) -> None:
+    """An @ in another query value, or a # in the password, once made the user info
+    end in the wrong place and left the password in the redacted DSN (printed by every
+    --json document) or out of the words scrubbed from messages."""
+    from tenantmig._sql import redact_dsn, scrub
+
+    assert secret not in redact_dsn(dsn)
+    assert secret not in scrub(f"authentication failed ({secret}) for {dsn}", [dsn])

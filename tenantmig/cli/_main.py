@@ -183,7 +183,8 @@ class _Session:
         """Which database a result is about: on the console only when there are several;
         in JSON always (a consumer should not have to know how many there were)."""
         if len(self.config.dsns) > 1 or getattr(self.args, "json", False):
-            return redact_dsn(dsn)
+            # scrubbed as well: a second line of defence for DSN shapes redaction misreads
+            return scrub(redact_dsn(dsn), list(self.config.dsns))
         return ""
 
     def engine(self, dsn: str) -> Engine:
