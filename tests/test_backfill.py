@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -166,56 +168,61 @@ STALE = {
 }
 
 
+@contextlib.asynccontextmanager
+async def at_v2_with_an_app(
+    dsn: str, make_migrations: Any
+) -> AsyncIterator[tuple[tenantmig.Engine, asyncpg.Connection]]:
+    """tenant_a at V2 of STALE (400 rows, c2 empty), an engine that gives up on a lock
+    after 300 ms with no retry, and an application's connection."""
+    folder = make_migrations(STALE)
+    await create_tenants(dsn, ["tenant_a"])
+    app = await asyncpg.connect(dsn)
+    try:
+        async with tenantmig.Engine(dsn, migrations=folder, lock_timeout="300ms",
+                                    retries=0) as engine:
+            assert (await engine.upgrade(target=2)).ok
+            yield engine, app
+    finally:
+        await app.close()
+
+
+async def backfill_blocked_at(engine: tenantmig.Engine, app: asyncpg.Connection,
+                              row: int) -> tenantmig.TenantOutcome:
+    """Run up while the application holds *row*: the V3 backfill fails at its batch."""
+    await app.execute(f"BEGIN; SELECT * FROM tenant_a.items WHERE id = {int(row)} FOR UPDATE")
+    (failed,) = (await engine.upgrade()).failed
+    await app.execute("ROLLBACK")
+    assert (failed.sqlstate, failed.failing_version) == ("55P03", 3)
+    return failed
+
+
 async def test_backfill_progress_of_an_undone_state_is_not_resumed(
     dsn: str, make_migrations: Any
 ) -> None:
     """Progress saved before a migration under it was undone (the column dropped and
     added again, empty) must not make the next backfill skip the rows below it."""
-    folder = make_migrations(STALE)
-    await create_tenants(dsn, ["tenant_a"])
-    app = await asyncpg.connect(dsn)
-    try:
-        async with tenantmig.Engine(dsn, migrations=folder, lock_timeout="300ms",
-                                    retries=0) as engine:
-            assert (await engine.upgrade(target=2)).ok
-            # An application holds row 220: the third batch cannot get it.
-            await app.execute("BEGIN; SELECT * FROM tenant_a.items WHERE id = 220 FOR UPDATE")
-            (failed,) = (await engine.upgrade()).failed
-            assert (failed.sqlstate, failed.failing_version) == ("55P03", 3)
-            await app.execute("ROLLBACK")
-            assert await app.fetchval("SELECT last_key FROM tenantmig.backfills") == 200
-            # The release is rolled back (U2 drops c2), then deployed again.
-            assert (await engine.downgrade(target=1)).ok
-            report = await engine.upgrade()
+    async with at_v2_with_an_app(dsn, make_migrations) as (engine, app):
+        await backfill_blocked_at(engine, app, 220)  # the third batch
+        assert await app.fetchval("SELECT last_key FROM tenantmig.backfills") == 200
+        # The release is rolled back (U2 drops c2), then deployed again.
+        assert (await engine.downgrade(target=1)).ok
+        report = await engine.upgrade()
         assert report.ok, [(o.tenant, o.message) for o in report.failed]
         assert await app.fetchval("SELECT count(*) FROM tenant_a.items WHERE c2 IS NULL") == 0
         assert await app.fetchval("SELECT count(*) FROM tenantmig.backfills") == 0
-    finally:
-        await app.close()
 
 
 async def test_progress_saved_by_an_older_release_is_trusted_then_fingerprinted(
     dsn: str, make_migrations: Any
 ) -> None:
-    folder = make_migrations(STALE)
-    await create_tenants(dsn, ["tenant_a"])
-    app = await asyncpg.connect(dsn)
-    try:
-        async with tenantmig.Engine(dsn, migrations=folder, lock_timeout="300ms",
-                                    retries=0) as engine:
-            assert (await engine.upgrade(target=2)).ok
-            # What an older release left: progress up to 200, no fingerprint.
-            await app.execute("INSERT INTO tenantmig.backfills (tenant, version, name, "
-                              "last_key, rows, batches) VALUES ('tenant_a', 3, 'items', 200, "
-                              "200, 2)")
-            await app.execute("BEGIN; SELECT * FROM tenant_a.items WHERE id = 320 FOR UPDATE")
-            (failed,) = (await engine.upgrade()).failed
-            await app.execute("ROLLBACK")
-        assert failed.sqlstate == "55P03"
+    async with at_v2_with_an_app(dsn, make_migrations) as (engine, app):
+        # What an older release left: progress up to 200, no fingerprint.
+        await app.execute("INSERT INTO tenantmig.backfills (tenant, version, name, "
+                          "last_key, rows, batches) VALUES ('tenant_a', 3, 'items', 200, "
+                          "200, 2)")
+        await backfill_blocked_at(engine, app, 320)
         row = await app.fetchrow("SELECT last_key, fingerprint FROM tenantmig.backfills")
         assert row["last_key"] == 300 and row["fingerprint"] is not None
         # trusted: the older release's batches were not done again
         assert await app.fetchval("SELECT count(*) FROM tenant_a.items WHERE c2 IS NULL") \
             == 300
-    finally:
-        await app.close()
