@@ -11,7 +11,8 @@ The batch for one tenant reads::
     INSERT INTO "t".tenantmig_history ... ; COMMIT;
     BEGIN; <migration 2> ; INSERT ... ; COMMIT;
     ...
-    SELECT pg_catalog.pg_advisory_unlock(<lock key>);
+    SELECT pg_catalog.pg_advisory_unlock(<lock key>),
+           pg_catalog.set_config('standard_conforming_strings', 'on', false);
 
 Each migration commits on its own, with its history row, under the tenant's session-level
 advisory lock, taken once; with ``--atomic-tenant`` the same batch has one ``COMMIT``,
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from . import history
 from ._sql import text_array
 from .control import claim_function, expect_function
+
+_STRINGS_ON = "pg_catalog.set_config('standard_conforming_strings', 'on', false)"
 
 PRIME_SQL = """
 SELECT pg_catalog.set_config('search_path', '', false),
@@ -144,7 +147,12 @@ def build(
         parts.append((f"{head}{item.sql}\n;\n{record}{'' if atomic else 'COMMIT;'}\n", v))
     if atomic:
         parts.append(("COMMIT;\n", None))
-    parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)});\n", None))
+    # The next tenant's batch on this connection is read with the session's settings of
+    # that moment, before any of it runs: a migration that turned standard_conforming_strings
+    # off (set_config(..., false) is a SELECT, not a SET) would let a backslash in a name
+    # end a '...' string there. (A batch that stops at an error: see UNLOCK_IF_HELD.)
+    parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)}), {_STRINGS_ON};\n",
+                  None))
     starts: list[int] = []
     offset = 0
     for text, _ in parts:
@@ -173,10 +181,13 @@ def prime_args(
     )
 
 
-UNLOCK_IF_HELD = """
-SELECT pg_catalog.pg_advisory_unlock($1) FROM pg_catalog.pg_locks
-WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
-  AND objsubid = 1 AND classid = (($1 >> 32) & 4294967295)::oid
-  AND objid = ($1 & 4294967295)::oid
+UNLOCK_IF_HELD = f"""
+SELECT {_STRINGS_ON},
+       (SELECT count(pg_catalog.pg_advisory_unlock($1)) FROM pg_catalog.pg_locks
+        WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
+          AND objsubid = 1 AND classid = (($1 >> 32) & 4294967295)::oid
+          AND objid = ($1 & 4294967295)::oid)
 """
-"""Let the tenant go if this session holds its lock (a batch that failed half-way)."""
+"""Let the tenant go if this session holds its lock (a batch that failed half-way), and
+put back what the end of a batch does (a migration that committed before the error may
+have turned standard_conforming_strings off)."""

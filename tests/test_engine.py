@@ -341,6 +341,42 @@ async def test_app_pool_without_standard_conforming_strings_cannot_be_broken_out
         ) == quote_ident(t)
 
 
+@pytest.mark.parametrize("first_fails", [False, True], ids=["succeeds", "fails-later"])
+async def test_a_migration_turning_standard_conforming_strings_off_cannot_open_the_next_tenant(
+    dsn: str, make_migrations: MakeMigrations, first_fails: bool
+) -> None:
+    """The server reads a whole batch before it runs any of it, with the connection's
+    settings of that moment. A batchable migration that turns standard_conforming_strings
+    off for the session (set_config(..., false) is a SELECT, not a SET) must not leave the
+    next tenant's batch on that connection to be read that way: a backslash would then
+    escape the quote that ends E_STRING_BREAKER inside '...'. Whether the tenant that
+    turned it off succeeded or failed after it."""
+    folder = make_migrations({
+        "V1__note.sql": """\
+            CREATE TABLE {{schema}}.t1 (id int);
+            COMMENT ON TABLE {{schema}}.t1 IS 'owned by {{schema}}';
+            SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);
+            """,
+        "V2__more.sql": "CREATE TABLE {{schema}}.t2 (id int);\n",
+    })
+    first = "tenant_a"  # before E_STRING_BREAKER, on the same (only) connection
+    await create_tenants(dsn, [first, E_STRING_BREAKER])
+    if first_fails:  # V1 commits, then V2 fails: the batch stops half-way
+        await execute(dsn, f"CREATE TABLE {quote_ident(first)}.t2 (id int)")
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0) as engine:
+        report = await engine.upgrade()
+    outcomes = {o.tenant: o for o in report.outcomes}
+    assert await relations(dsn, "public") == set()
+    assert outcomes[first].status == ("failed" if first_fails else "succeeded")
+    assert await versions(dsn, first) == ([1] if first_fails else [1, 2])
+    breaker = outcomes[E_STRING_BREAKER]
+    assert breaker.status == "succeeded", breaker.message
+    assert await versions(dsn, E_STRING_BREAKER) == [1, 2]
+    assert await fetchval(dsn, "SELECT obj_description($1::regclass)",
+                          f"{quote_ident(E_STRING_BREAKER)}.t1") == \
+        f"owned by {quote_ident(E_STRING_BREAKER)}"
+
+
 # --- targeting ------------------------------------------------------------------------------
 
 
