@@ -357,9 +357,14 @@ class Engine:
 
         *plan*, from :meth:`plan` with the same arguments, saves reading every history
         again (what another runner applied meanwhile is found under each tenant's lock).
+        The plan then says which tenants and which target: *tenants* or *target* given
+        as well must agree with it (``ValueError``); *exclude* and *prefix* are not
+        looked at.
         """
         t0 = time.perf_counter()
-        if plan is None:
+        if plan is not None:
+            _check_plan(plan, tenants, target)
+        else:
             plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
         self.refuse_drift(plan)
         return await self._execute(
@@ -584,6 +589,18 @@ class Engine:
             if error is not None:
                 run_log.warning("could not record the end of the run", error=str(error))
             run_log.info("run finished", status=status)
+
+
+def _check_plan(plan: Plan, tenants: Iterable[str] | None, target: int | None) -> None:
+    """A plan handed to ``upgrade`` must be the one its other arguments ask for."""
+    if target is not None and plan.target != target:
+        raise ValueError(f"upgrade(target={target}) was given a plan to {plan.target}")
+    if tenants is not None:
+        asked = sorted(set(tenants))
+        planned = sorted({p.tenant for p in plan.tenants})
+        if asked != planned:
+            raise ValueError(f"upgrade() was given a plan for other tenants than the "
+                             f"{len(asked)} it names")
 
 
 async def provision(

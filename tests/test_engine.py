@@ -396,6 +396,26 @@ async def test_explicit_subset(dsn: str, make_migrations: MakeMigrations) -> Non
     assert (await runs(dsn))[0]["tenants"] == 2
 
 
+
+async def test_upgrade_refuses_a_plan_made_for_other_tenants_or_another_target(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """upgrade(plan=...) runs the plan; tenants or a target given with it must be the ones
+    the plan was made for, not silently ignored."""
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, ["tenant_a", "tenant_b"])
+    async with Engine(dsn, migrations=folder) as engine:
+        plan = await engine.plan(["tenant_a"], target=1)
+        with pytest.raises(ValueError, match="plan to 1"):
+            await engine.upgrade(["tenant_a"], target=2, plan=plan)
+        with pytest.raises(ValueError, match="other tenants"):
+            await engine.upgrade(["tenant_b"], plan=plan)
+        assert await history(dsn, "tenant_a") is None and await history(dsn, "tenant_b") is None
+        report = await engine.upgrade(["tenant_a"], target=1, plan=plan)
+    assert report.ok and [o.tenant for o in report.outcomes] == ["tenant_a"]
+    assert await versions(dsn, "tenant_a") == [1]
+    assert await history(dsn, "tenant_b") is None
+
 async def test_exclude(dsn: str, make_migrations: MakeMigrations) -> None:
     folder = make_migrations(ONCE_ONLY)
     await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
