@@ -199,8 +199,12 @@ class Engine:
             try:
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
-                    # Open them all up front: backend start-ups belong before the fan-out.
-                    min_size=self.options.concurrency + 1,
+                    # The workers' connections are opened up front (backend start-ups
+                    # belong before the fan-out); one more only when something needs it
+                    # while the workers hold them all (the ledger of a run whose tenants
+                    # take long): a connected backend, even idle, pays for every catalog
+                    # change the others make (see ledger).
+                    min_size=self.options.concurrency,
                     max_size=self.options.concurrency + 1,
                     server_settings=settings,
                     # PgBouncer in transaction mode cannot keep named prepared statements.
@@ -554,7 +558,8 @@ class Engine:
             await on_outcome(outcome)
 
         executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
-                            direction=direction, on_cancelled=writer.add)
+                            direction=direction, on_cancelled=writer.add,
+                            between_tenants=writer.between_tenants)
         self._executor = executor
         executor.count_failures(len(refused))
         if self._stop_requested:

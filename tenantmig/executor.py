@@ -195,8 +195,12 @@ class Executor:
         on_outcome: OutcomeCallback | None = None,
         direction: str = "up",
         on_cancelled: Callable[[TenantOutcome], None] | None = None,
+        between_tenants: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
+        """*between_tenants* gets a worker's connection after each of its tenants, for
+        a moment's use (the ledger's writes)."""
         self._pool = pool
+        self._between_tenants = between_tenants
         self._on_cancelled = on_cancelled
         self._partial: dict[str, TenantOutcome] = {}
         self._options = options
@@ -270,6 +274,8 @@ class Executor:
                     result = self._on_outcome(outcome)
                     if result is not None:
                         await result
+                if self._between_tenants is not None and box.held is not None:
+                    await self._between_tenants(box.held)
 
         workers = max(1, min(self._options.concurrency, len(plans)))
         async with anyio.create_task_group() as tg:
@@ -943,6 +949,15 @@ class _Connection:
         self._conn: Any = None
         self.primed = False
         """The run's session settings are set (``batch.PRIME_SQL``)."""
+
+    @property
+    def held(self) -> Any:
+        """The connection, if one is held and usable."""
+        conn = self._conn
+        try:
+            return None if conn is None or conn.is_closed() else conn
+        except asyncpg.InterfaceError:
+            return None
 
     async def get(self) -> Any:
         if self._conn is not None and await _is_closed(self._conn):

@@ -1853,6 +1853,62 @@ async def test_a_running_run_shows_signs_of_life(
     assert run.silent_seconds is not None and run.silent_seconds < 5
 
 
+_OURS = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantmig' "
+         "AND datname = current_database()")
+
+
+async def test_a_run_holds_no_connection_beyond_its_workers(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """Every backend connected during a run has to process the catalog changes of all
+    the others: the ledger is written on the workers' connections between tenants, so
+    a run at concurrency 2 keeps two connections, and its ledger still follows it."""
+    folder = make_migrations({
+        "V1__slow.sql": "CREATE TABLE {{schema}}.t (id int);\nSELECT pg_sleep(0.3);\n",
+    })
+    tenants = names(8)
+    await create_tenants(dsn, tenants)
+    seen: list[int] = []
+    written: list[int] = []
+    async with Engine(dsn, migrations=folder, concurrency=2) as engine:
+        task = asyncio.ensure_future(engine.upgrade())
+        while not task.done():
+            seen.append(await fetchval(dsn, _OURS))
+            if await fetchval(dsn, "SELECT to_regclass('tenantmig.ledger') IS NOT NULL"):
+                written.append(await fetchval(
+                    dsn, "SELECT count(*) FROM tenantmig.ledger WHERE status = 'succeeded'"))
+            await asyncio.sleep(0.05)
+        report = await task
+    assert report.ok
+    assert max(seen) == 2, seen
+    # Written as tenants finished, not only at the end (4 rounds of two, 0.3 s each).
+    assert any(0 < n < len(tenants) for n in written), written
+
+
+async def test_a_finished_tenant_is_in_the_ledger_while_the_others_take_long(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """When no worker finishes a tenant for a while, the ledger takes a connection of
+    its own to write what is due."""
+    folder = make_migrations({
+        "V1__slow.sql": "CREATE TABLE {{schema}}.t (id int);\n"
+                        "SELECT pg_sleep(CASE WHEN '{{schema}}' = '\"tenant_a\"' THEN 0 "
+                        "ELSE 3 END);\n",
+    })
+    await create_tenants(dsn, ["tenant_a", "tenant_b", "tenant_c"])
+    async with Engine(dsn, migrations=folder, concurrency=2) as engine:
+        task = asyncio.ensure_future(engine.upgrade())
+        # tenant_a is done at once; tenant_b and tenant_c sleep on the two workers.
+        await wait_until(dsn, "SELECT to_regclass('tenantmig.ledger') IS NOT NULL",
+                         within=2.0)
+        await wait_until(dsn, "SELECT EXISTS (SELECT 1 FROM tenantmig.ledger "
+                         "WHERE tenant = 'tenant_a' AND status = 'succeeded')", within=2.0)
+        assert not task.done()
+        assert await fetchval(dsn, _OURS) == 3  # the two workers and the ledger's
+        report = await task
+    assert report.ok
+
+
 async def test_a_role_set_in_one_tenant_does_not_reach_the_next(
     dsn: str, make_migrations: MakeMigrations,
 ) -> None:
