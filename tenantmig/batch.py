@@ -12,7 +12,8 @@ The batch for one tenant reads::
     BEGIN; <migration 2> ; INSERT ... ; COMMIT;
     ...
     SELECT pg_catalog.pg_advisory_unlock(<lock key>),
-           pg_catalog.set_config('standard_conforming_strings', 'on', false);
+           pg_catalog.set_config('standard_conforming_strings', 'on', false),
+           pg_catalog.set_config('client_encoding', 'UTF8', false);
 
 Each migration commits on its own, with its history row, under the tenant's session-level
 advisory lock, taken once; with ``--atomic-tenant`` the same batch has one ``COMMIT``,
@@ -36,7 +37,10 @@ from . import history
 from ._sql import text_array
 from .control import claim_function, expect_function
 
-_STRINGS_ON = "pg_catalog.set_config('standard_conforming_strings', 'on', false)"
+_RESTORE = ("pg_catalog.set_config('standard_conforming_strings', 'on', false), "
+            "pg_catalog.set_config('client_encoding', 'UTF8', false)")
+"""What the end of every batch puts back, whatever its migrations did with set_config(...,
+false): see :func:`build`."""
 
 PRIME_SQL = """
 SELECT pg_catalog.set_config('search_path', '', false),
@@ -150,8 +154,10 @@ def build(
     # The next tenant's batch on this connection is read with the session's settings of
     # that moment, before any of it runs: a migration that turned standard_conforming_strings
     # off (set_config(..., false) is a SELECT, not a SET) would let a backslash in a name
-    # end a '...' string there. (A batch that stops at an error: see UNLOCK_IF_HELD.)
-    parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)}), {_STRINGS_ON};\n",
+    # end a '...' string there; one that changed client_encoding would have the driver
+    # encode the next tenant's queries in it (asyncpg follows the server), and fail them
+    # for a name it cannot spell. (A batch that stops at an error: see UNLOCK_IF_HELD.)
+    parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)}), {_RESTORE};\n",
                   None))
     starts: list[int] = []
     offset = 0
@@ -182,7 +188,7 @@ def prime_args(
 
 
 UNLOCK_IF_HELD = f"""
-SELECT {_STRINGS_ON},
+SELECT {_RESTORE},
        (SELECT count(pg_catalog.pg_advisory_unlock($1)) FROM pg_catalog.pg_locks
         WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted
           AND objsubid = 1 AND classid = (($1 >> 32) & 4294967295)::oid
@@ -190,4 +196,5 @@ SELECT {_STRINGS_ON},
 """
 """Let the tenant go if this session holds its lock (a batch that failed half-way), and
 put back what the end of a batch does (a migration that committed before the error may
-have turned standard_conforming_strings off)."""
+have turned standard_conforming_strings off or changed client_encoding). Sent before the
+history is read back, so that read is encoded as UTF-8 again."""

@@ -1935,3 +1935,29 @@ async def test_a_role_set_in_one_tenant_does_not_reach_the_next(
         await execute(dsn, f"REASSIGN OWNED BY {role} TO CURRENT_USER")
         await execute(dsn, f"DROP OWNED BY {role}")
         await execute(dsn, f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("first_fails", [False, True], ids=["succeeds", "fails-later"])
+async def test_a_migration_changing_client_encoding_does_not_fail_the_next_tenant(
+    dsn: str, make_migrations: MakeMigrations, first_fails: bool
+) -> None:
+    """set_config('client_encoding', ..., false) in one tenant's migration changes how
+    the connection's next queries are encoded (the driver follows the server): the next
+    tenant on that connection, whose name LATIN1 cannot spell, must still migrate."""
+    folder = make_migrations({
+        "V1__latin1.sql": """\
+            CREATE TABLE {{schema}}.t1 (id int);
+            SELECT pg_catalog.set_config('client_encoding', 'LATIN1', false);
+            """,
+        "V2__more.sql": "CREATE TABLE {{schema}}.t2 (id int);\n",
+    })
+    first, second = "tenant_a", "tenant_b_日本"
+    await create_tenants(dsn, [first, second])
+    if first_fails:  # V1 commits, then V2 fails: the batch stops half-way
+        await execute(dsn, f"CREATE TABLE {quote_ident(first)}.t2 (id int)")
+    async with Engine(dsn, migrations=folder, concurrency=1, retries=0) as engine:
+        report = await engine.upgrade(tenants=[first, second])
+    outcomes = {o.tenant: o for o in report.outcomes}
+    assert outcomes[first].status == ("failed" if first_fails else "succeeded")
+    assert outcomes[second].status == "succeeded", outcomes[second].message
+    assert await versions(dsn, second) == [1, 2]
