@@ -43,6 +43,9 @@ from .source import MigrationSet, load_migrations
 
 log = structlog.get_logger("tenantmig")
 
+_SPARE_IDLE = 2.0
+"""Seconds an idle pooled connection beyond ``concurrency`` stays open."""
+
 _CONNECT_ERRORS = (
     OSError,
     asyncpg.PostgresError,
@@ -203,9 +206,11 @@ class Engine:
                     # belong before the fan-out); one more only when something needs it
                     # while the workers hold them all (the ledger of a run whose tenants
                     # take long): a connected backend, even idle, pays for every catalog
-                    # change the others make (see ledger).
+                    # change the others make (see ledger); so it is closed again once
+                    # idle for a moment.
                     min_size=self.options.concurrency,
                     max_size=self.options.concurrency + 1,
+                    max_inactive_connection_lifetime=_SPARE_IDLE,
                     server_settings=settings,
                     # PgBouncer in transaction mode cannot keep named prepared statements.
                     statement_cache_size=0 if self.pgbouncer else 100,

@@ -10,7 +10,8 @@ The writes, and the heartbeat, go on the workers' connections between two tenant
 connected for the whole run, even an idle one, has to process every catalog change
 the others make (PostgreSQL's shared invalidation queue), which at concurrency 8 cost
 about 3 % of a run. Only when no tenant finishes for a while (long migrations) does
-the writer take a pooled connection.
+the writer take a pooled connection, if the pool has one to spare (the pool closes it
+again once idle: see the engine).
 """
 
 from __future__ import annotations
@@ -63,30 +64,37 @@ class LedgerWriter:
         self._buffer: list[LedgerRow] = []
         self._lock = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
-        self._written_at = self._beat_at = time.monotonic()
+        # Nothing written yet: the first tenant to finish writes its row at once.
+        self._written_at = -float("inf")
+        self._beat_at = self._beat_tried_at = self._pooled_beat_tried_at = time.monotonic()
 
     def add(self, outcome: TenantOutcome) -> None:
         self._buffer.append(ledger_row(outcome))
 
-    async def flush(self, conn: Any = None) -> None:
-        """Write the buffered rows, on *conn* or else on a pooled connection."""
+    async def flush(self, conn: Any = None, *, wait: float | None = None) -> None:
+        """Write the buffered rows, on *conn* or else on a pooled connection (waiting at
+        most *wait* seconds for one)."""
         # Shielded: cancelling a write half-way would abandon asyncpg's connection release.
         with anyio.CancelScope(shield=True):
-            async with self._lock:
-                rows, self._buffer = self._buffer, []
-                if not rows:
-                    return
-                try:
-                    if conn is not None:
-                        await write_outcomes(conn, self._control_schema, self._run_id, rows)
-                    else:
-                        async with self._pool.acquire() as pooled:
-                            await write_outcomes(pooled, self._control_schema, self._run_id,
-                                                 rows)
-                except BaseException:
-                    self._buffer[:0] = rows
-                    raise
-                self._written_at = time.monotonic()
+            if conn is not None:
+                await self._write(conn)
+                return
+            # Taken before the lock: waiting for a connection must not stop the workers
+            # writing on theirs.
+            async with self._pool.acquire(timeout=wait) as pooled:
+                await self._write(pooled)
+
+    async def _write(self, conn: Any) -> None:
+        async with self._lock:
+            rows, self._buffer = self._buffer, []
+            if not rows:
+                return
+            try:
+                await write_outcomes(conn, self._control_schema, self._run_id, rows)
+            except BaseException:
+                self._buffer[:0] = rows
+                raise
+            self._written_at = time.monotonic()
 
     async def between_tenants(self, conn: Any) -> None:
         """A worker's connection is free until its next tenant: write what is due on it."""
@@ -95,21 +103,27 @@ class LedgerWriter:
         now = time.monotonic()
         if self._buffer and now - self._written_at >= self._interval:
             await self._try(_WRITE_FAILED, lambda: self.flush(conn))
-        if now - self._beat_at >= HEARTBEAT_EVERY:
-            self._beat_at = now
+        if now - self._beat_tried_at >= HEARTBEAT_EVERY:
+            self._beat_tried_at = now
             await self._try(_BEAT_FAILED, lambda: self._beat(conn))
 
     async def _loop(self) -> None:
         """What the workers have not written for a while, because none of them finishes
-        a tenant (long migrations): on a pooled connection (one more is opened when the
-        workers hold the others)."""
+        a tenant (long migrations): on a pooled connection, if one is free or can be
+        opened (the pool closes it again once it has been idle for a moment)."""
         while True:
             await anyio.sleep(self._interval)
             now = time.monotonic()
+            pool = self._pool
+            if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+                continue  # the workers hold every connection: they write as they finish
             if self._buffer and now - self._written_at >= 2 * self._interval:
-                await self._try(_WRITE_FAILED, self.flush)
-            if now - self._beat_at >= HEARTBEAT_EVERY + self._interval:
-                self._beat_at = now
+                await self._try(_WRITE_FAILED, lambda: self.flush(wait=_BEAT_TIMEOUT))
+            if (now - self._beat_at >= HEARTBEAT_EVERY + self._interval
+                    and now - self._pooled_beat_tried_at >= HEARTBEAT_EVERY):
+                # Also when the workers' attempts fail (a migration may have left their
+                # sessions unable to write), not only when none of them finishes.
+                self._pooled_beat_tried_at = now
                 await self._try(_BEAT_FAILED, self._pooled_beat)
 
     async def _beat(self, conn: Any) -> None:
@@ -118,6 +132,7 @@ class LedgerWriter:
         # but bounded: a hung server must not hold up the run's end or a cancel.
         with anyio.CancelScope(shield=True):
             await heartbeat(conn, self._control_schema, self._run_id, wait=_BEAT_TIMEOUT)
+        self._beat_at = time.monotonic()
 
     async def _pooled_beat(self) -> None:
         with anyio.CancelScope(shield=True):
