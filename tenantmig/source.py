@@ -11,7 +11,7 @@ import importlib.util
 import inspect
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pglast
+from pglast import ast
 
 from ._exceptions import LoadError, Problem
 from ._sql import NO_STRINGS, SCHEMA_PLACEHOLDER, StringContexts, placeholders, render
@@ -366,8 +367,38 @@ def _batchable(text: str) -> bool:
     except Exception:  # the server reports the syntax error, naming this migration
         return False
     return bool(parsed) and not any(
-        type(raw.stmt).__name__ in _UNBATCHABLE for raw in parsed
+        type(raw.stmt).__name__ in _UNBATCHABLE or _sets_session(raw.stmt) for raw in parsed
     )
+
+
+def _sets_session(stmt: ast.Node | None) -> bool:
+    """Whether *stmt* calls set_config other than with a constant ``true`` (transaction-
+    local): a setting for the whole session, like a SET. (Inside a DO block or a function
+    body it is not seen: the body is a string.)"""
+    for node in walk(stmt):
+        if isinstance(node, ast.FuncCall) and node.funcname and \
+                getattr(node.funcname[-1], "sval", None) == "set_config":
+            args = node.args or ()
+            local = args[2] if len(args) > 2 else None
+            if isinstance(local, ast.NamedArgExpr):
+                local = local.arg
+            if not (isinstance(local, ast.A_Const) and isinstance(local.val, ast.Boolean)
+                    and local.val.boolval):
+                return True
+    return False
+
+
+def walk(node: Any) -> Iterator[ast.Node]:
+    """Every node of a pglast parse tree under *node* (itself included), depth first."""
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            stack.extend(reversed(item))
+        elif isinstance(item, ast.Node):
+            yield item
+            children = [getattr(item, name) for name in item]
+            stack.extend(c for c in reversed(children) if isinstance(c, ast.Node | tuple))
 
 
 def string_contexts(text: str) -> StringContexts:

@@ -347,7 +347,7 @@ async def test_a_migration_turning_standard_conforming_strings_off_cannot_open_t
 ) -> None:
     """The server reads a whole batch before it runs any of it, with the connection's
     settings of that moment. A batchable migration that turns standard_conforming_strings
-    off for the session (set_config(..., false) is a SELECT, not a SET) must not leave the
+    off for the session (in a DO block, where tenantmig cannot see it) must not leave the
     next tenant's batch on that connection to be read that way: a backslash would then
     escape the quote that ends E_STRING_BREAKER inside '...'. Whether the tenant that
     turned it off succeeded or failed after it."""
@@ -355,7 +355,9 @@ async def test_a_migration_turning_standard_conforming_strings_off_cannot_open_t
         "V1__note.sql": """\
             CREATE TABLE {{schema}}.t1 (id int);
             COMMENT ON TABLE {{schema}}.t1 IS 'owned by {{schema}}';
-            SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false);
+            DO $$ BEGIN
+                PERFORM pg_catalog.set_config('standard_conforming_strings', 'off', false);
+            END $$;
             """,
         "V2__more.sql": "CREATE TABLE {{schema}}.t2 (id int);\n",
     })
@@ -1946,7 +1948,8 @@ async def test_the_ledger_follows_a_run_on_an_application_pool_without_a_spare(
 async def test_a_run_whose_workers_cannot_write_still_shows_signs_of_life(
     dsn: str, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A migration leaves its session read-only (set_config(..., false) is not undone):
+    """A migration leaves its session read-only (in a DO block, where tenantmig cannot
+    see it, so the session is not reset after the tenant):
     the heartbeats and ledger writes on that worker's connection fail, so the ledger's
     own connection records them, while tenants keep finishing there."""
     monkeypatch.setattr("tenantmig.ledger.HEARTBEAT_EVERY", 0.5)
@@ -1954,8 +1957,12 @@ async def test_a_run_whose_workers_cannot_write_still_shows_signs_of_life(
     folder = make_migrations({
         "V1__base.sql": "CREATE TABLE {{schema}}.t1 (id int);\n",
         "V2__read_only.sql": f"""\
-            SELECT pg_catalog.set_config('default_transaction_read_only', 'on', false)
-            WHERE '{{{{schema}}}}' = '"{first}"';
+            DO $$ BEGIN
+                IF '{{{{schema}}}}' = '"{first}"' THEN
+                    PERFORM pg_catalog.set_config('default_transaction_read_only', 'on',
+                                                  false);
+                END IF;
+            END $$;
             SELECT pg_sleep(0.3) WHERE '{{{{schema}}}}' <> '"{first}"';
             CREATE TABLE {{{{schema}}}}.t2 (id int);
             """,
@@ -2011,13 +2018,16 @@ async def test_a_role_set_in_one_tenant_does_not_reach_the_next(
 async def test_a_migration_changing_client_encoding_does_not_fail_the_next_tenant(
     dsn: str, make_migrations: MakeMigrations, first_fails: bool
 ) -> None:
-    """set_config('client_encoding', ..., false) in one tenant's migration changes how
-    the connection's next queries are encoded (the driver follows the server): the next
-    tenant on that connection, whose name LATIN1 cannot spell, must still migrate."""
+    """set_config('client_encoding', ..., false) in one tenant's migration (in a DO
+    block, where tenantmig cannot see it) changes how the connection's next queries are
+    encoded (the driver follows the server): the next tenant on that connection, whose
+    name LATIN1 cannot spell, must still migrate."""
     folder = make_migrations({
         "V1__latin1.sql": """\
             CREATE TABLE {{schema}}.t1 (id int);
-            SELECT pg_catalog.set_config('client_encoding', 'LATIN1', false);
+            DO $$ BEGIN
+                PERFORM pg_catalog.set_config('client_encoding', 'LATIN1', false);
+            END $$;
             """,
         "V2__more.sql": "CREATE TABLE {{schema}}.t2 (id int);\n",
     })
@@ -2031,3 +2041,27 @@ async def test_a_migration_changing_client_encoding_does_not_fail_the_next_tenan
     assert outcomes[first].status == ("failed" if first_fails else "succeeded")
     assert outcomes[second].status == "succeeded", outcomes[second].message
     assert await versions(dsn, second) == [1, 2]
+
+
+@pytest.mark.parametrize("call", [
+    "set_config('app.mark', 'left by tenant_a', false)",
+    "pg_catalog.set_config('app.mark', 'left by tenant_a', 1 > 2)",
+])
+async def test_a_setting_a_migration_makes_for_the_session_does_not_reach_the_next_tenant(
+    dsn: str, make_migrations: MakeMigrations, call: str
+) -> None:
+    """set_config(..., false) written in a migration is a SET by another name: like one,
+    it lasts only the tenant's migrations, whatever the next tenant on the connection."""
+    first = "tenant_a"
+    folder = make_migrations({
+        "V1__settings.sql": f"SELECT {call} WHERE '{{{{schema}}}}' = '\"{first}\"';\n",
+        "V2__seen.sql": "CREATE TABLE {{schema}}.seen AS "
+                        "SELECT current_setting('app.mark', true) AS mark;\n",
+    })
+    tenants = [first, "tenant_b", "tenant_c"]
+    await create_tenants(dsn, tenants)
+    async with Engine(dsn, migrations=folder, concurrency=1) as engine:
+        report = await engine.upgrade(tenants=tenants)
+    assert report.ok, [(o.tenant, o.message) for o in report.outcomes]
+    seen = {t: await fetchval(dsn, f"SELECT mark FROM {quote_ident(t)}.seen") for t in tenants}
+    assert seen == {first: "left by tenant_a", "tenant_b": "", "tenant_c": ""}, seen

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,19 +222,6 @@ def skip_blanks(text: str, offset: int) -> int:
         else:
             break
     return i
-
-
-def walk(node: Any) -> Iterator[ast.Node]:
-    """Every node under *node* (itself included), depth first."""
-    stack: list[Any] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, tuple):
-            stack.extend(reversed(item))
-        elif isinstance(item, ast.Node):
-            yield item
-            children = [getattr(item, name) for name in item]
-            stack.extend(c for c in reversed(children) if isinstance(c, ast.Node | tuple))
 
 
 def strings(items: Any) -> list[str]:

@@ -9,7 +9,8 @@ from typing import Any
 from pglast import ast
 from pglast.enums import ObjectType
 
-from ._common import strings, walk
+from ..source import walk
+from ._common import strings
 
 BUILTIN_TYPES = frozenset(
     """

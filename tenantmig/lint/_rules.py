@@ -18,7 +18,7 @@ from pglast.enums import (
 )
 
 from .._sql import quote_ident
-from ..source import Allow
+from ..source import Allow, walk
 from ._allows import Raw, apply_allows, parse_allows
 from ._common import (
     CATALOG_SCHEMAS,
@@ -34,7 +34,6 @@ from ._common import (
     shown,
     strings,
     table_key,
-    walk,
 )
 from ._names import SERIAL_TYPES, references
 from ._state import Check, LintState, coercion, column_type
