@@ -39,8 +39,8 @@ from .control import claim_function, expect_function
 
 _RESTORE = ("pg_catalog.set_config('standard_conforming_strings', 'on', false), "
             "pg_catalog.set_config('client_encoding', 'UTF8', false)")
-"""What the end of every batch puts back, whatever its migrations did with set_config(...,
-false): see :func:`build`."""
+"""What the end of every batch puts back, whatever its migrations did out of the loader's
+sight: see :func:`build`."""
 
 PRIME_SQL = """
 SELECT pg_catalog.set_config('search_path', '', false),
@@ -153,10 +153,11 @@ def build(
         parts.append(("COMMIT;\n", None))
     # The next tenant's batch on this connection is read with the session's settings of
     # that moment, before any of it runs: a migration that turned standard_conforming_strings
-    # off (set_config(..., false) is a SELECT, not a SET) would let a backslash in a name
-    # end a '...' string there; one that changed client_encoding would have the driver
-    # encode the next tenant's queries in it (asyncpg follows the server), and fail them
-    # for a name it cannot spell. (A batch that stops at an error: see UNLOCK_IF_HELD.)
+    # off where the loader cannot see it (a SET or set_config in a DO block or a function)
+    # would let a backslash in a name end a '...' string there; one that changed
+    # client_encoding would have the driver encode the next tenant's queries in it
+    # (asyncpg follows the server), and fail them for a name it cannot spell. (A batch
+    # that stops at an error: see UNLOCK_IF_HELD.)
     parts.append((f"SELECT pg_catalog.pg_advisory_unlock({int(lock_key)}), {_RESTORE};\n",
                   None))
     starts: list[int] = []

@@ -202,12 +202,11 @@ class Engine:
             try:
                 self._pool = await asyncpg.create_pool(
                     self.dsn,
-                    # The workers' connections are opened up front (backend start-ups
-                    # belong before the fan-out); one more only when something needs it
-                    # while the workers hold them all (the ledger of a run whose tenants
-                    # take long): a connected backend, even idle, pays for every catalog
-                    # change the others make (see ledger); so it is closed again once
-                    # idle for a moment.
+                    # The workers' connections are opened up front: backend start-ups
+                    # belong before the fan-out. One more only while something needs it
+                    # (the ledger, when no tenant finishes for a while), closed once idle:
+                    # a connected backend, even an idle one, pays for every catalog change
+                    # the others make (see ledger).
                     min_size=self.options.concurrency,
                     max_size=self.options.concurrency + 1,
                     max_inactive_connection_lifetime=_SPARE_IDLE,

@@ -1949,9 +1949,9 @@ async def test_a_run_whose_workers_cannot_write_still_shows_signs_of_life(
     dsn: str, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A migration leaves its session read-only (in a DO block, where tenantmig cannot
-    see it, so the session is not reset after the tenant):
-    the heartbeats and ledger writes on that worker's connection fail, so the ledger's
-    own connection records them, while tenants keep finishing there."""
+    see it, so the session is not reset after the tenant): the heartbeats and ledger
+    writes on that worker's connection fail, so the ledger's own connection records
+    them, while tenants keep finishing there."""
     monkeypatch.setattr("tenantmig.ledger.HEARTBEAT_EVERY", 0.5)
     first = "tenant_a"
     folder = make_migrations({
