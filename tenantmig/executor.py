@@ -954,10 +954,7 @@ class _Connection:
     def held(self) -> Any:
         """The connection, if one is held and usable."""
         conn = self._conn
-        try:
-            return None if conn is None or conn.is_closed() else conn
-        except asyncpg.InterfaceError:
-            return None
+        return None if conn is None or conn.is_closed() else conn
 
     async def get(self) -> Any:
         if self._conn is not None and await _is_closed(self._conn):
