@@ -297,7 +297,8 @@ class Engine:
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         with _refused("reading the tenants' histories"):
             histories = await read_histories(await self.pool(), names,
-                                             concurrency=self.options.concurrency)
+                                             concurrency=self.options.concurrency,
+                                             session=not self.pgbouncer)
         return make_plan(self.migrations, histories, names, target)
 
     async def status(
@@ -396,7 +397,8 @@ class Engine:
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         with _refused("reading the tenants' histories"):
             histories = await read_histories(await self.pool(), names,
-                                             concurrency=self.options.concurrency)
+                                             concurrency=self.options.concurrency,
+                                             session=not self.pgbouncer)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self.refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and

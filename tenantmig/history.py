@@ -60,9 +60,13 @@ WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND n.nspname = ANY($2::text[])
 
 
 async def read_histories(
-    pool: Any, tenants: Sequence[str], *, concurrency: int = 4
+    pool: Any, tenants: Sequence[str], *, concurrency: int = 4, session: bool = True
 ) -> dict[str, dict[int, str] | None]:
-    """version -> checksum for each tenant; None where the tenant has no history table."""
+    """version -> checksum for each tenant; None where the tenant has no history table.
+
+    *session*: the connections keep session state, as direct ones do (False through
+    PgBouncer in transaction mode, where the pool must not cache statements anyway).
+    """
     async with pool.acquire() as conn:
         rows = await conn.fetch(_WITH_HISTORY, HISTORY_TABLE, list(tenants))
     with_history = sorted(r[0] for r in rows)
@@ -79,7 +83,17 @@ async def read_histories(
             f"SELECT {i} AS i, version, checksum FROM {table(t)}" for i, t in enumerate(chunk)
         )
         async with limiter, pool.acquire() as conn:
-            for i, version, digest in await conn.fetch(query):
+            # Not kept prepared: asyncpg would cache this statement, used once, and its
+            # plan would stay in the backend's plan cache, which PostgreSQL walks on every
+            # relation invalidation to find the plans naming that relation. While the
+            # tenants are migrated the other connections' DDL sends invalidations all the
+            # time: at 10,000 tenants of a later release that walk over the cached reads
+            # (32 tables each) took a quarter of the server's time (bench/RESULTS.md).
+            # A statement from prepare() is closed once dropped (asyncpg sends the Close
+            # with the connection's next new statement); an unnamed one, through PgBouncer,
+            # by the next query.
+            rows = await (await conn.prepare(query)).fetch() if session else await conn.fetch(query)
+            for i, version, digest in rows:
                 entry = result[chunk[i]]
                 assert entry is not None
                 entry[version] = digest

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+import pytest
 from helpers import create_tenants, execute, fetchval
 
 from tenantmig import Engine
@@ -87,3 +89,36 @@ async def test_an_older_control_schema_is_read_and_then_upgraded(
     after = await status(dsn, folder)
     assert after.last_run is not None and after.last_run.run_id == report.run_id
     assert where(after)["tenant_never"] == (3, (), ())
+
+
+@pytest.mark.parametrize("own_pool", [True, False], ids=["own pool", "application pool"])
+async def test_reading_the_histories_leaves_nothing_prepared_on_the_connections(
+    dsn: str, make_migrations: MakeMigrations, own_pool: bool
+) -> None:
+    """A read names 32 history tables; kept prepared on a connection (asyncpg's statement
+    cache), its plan would be checked by PostgreSQL at every schema change the other
+    connections make while the tenants are migrated (bench/RESULTS.md)."""
+    folder = make_migrations(MIGRATIONS)
+    await migrate_some(dsn, folder)  # 73 tenants with a history: three reads of 32 or fewer
+    app_pool = None if own_pool else await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    try:
+        async with Engine(dsn if own_pool else None, pool=app_pool, migrations=folder,
+                          concurrency=2) as engine:
+            for _ in range(2):
+                plan = await engine.plan()
+                assert {t.tenant: t.current for t in plan.tenants} == (
+                    {t: 3 for t in AT_HEAD} | {t: 1 for t in AT_ONE} | {t: None for t in NEVER})
+            pool = await engine.pool()
+            connections = [await pool.acquire() for _ in range(2)]
+            try:
+                held = [await conn.fetchval(
+                    "SELECT count(*) FROM pg_catalog.pg_prepared_statements "
+                    "WHERE strpos(statement, $1) > 0", "tenantmig_history")
+                    for conn in connections]
+            finally:
+                for conn in connections:
+                    await pool.release(conn)
+        assert held == [0, 0]
+    finally:
+        if app_pool is not None:
+            await app_pool.close()
