@@ -295,11 +295,14 @@ class Engine:
     ) -> Plan:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
-        with _refused("reading the tenants' histories"):
-            histories = await read_histories(await self.pool(), names,
-                                             concurrency=self.options.concurrency,
-                                             session=not self.pgbouncer)
+        histories = await self._histories(names)
         return make_plan(self.migrations, histories, names, target)
+
+    async def _histories(self, names: Sequence[str]) -> dict[str, dict[int, str] | None]:
+        with _refused("reading the tenants' histories"):
+            return await read_histories(await self.pool(), names,
+                                        concurrency=self.options.concurrency,
+                                        session=self.options.session)
 
     async def status(
         self,
@@ -395,10 +398,7 @@ class Engine:
         self.check_safety()
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
-        with _refused("reading the tenants' histories"):
-            histories = await read_histories(await self.pool(), names,
-                                             concurrency=self.options.concurrency,
-                                             session=not self.pgbouncer)
+        histories = await self._histories(names)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self.refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and
