@@ -679,10 +679,12 @@ class Executor:
         them), and whether it has a history table."""
         if not await self._has_history(conn, tenant):
             return {}, False
-        rows = await conn.fetch(
+        rows = await history.fetch_once(
+            conn,
             f"SELECT version, run_id FROM {history.table(tenant)} "
             "WHERE version = ANY($1::text[]::bigint[])",
             text_array(m.version for m, _ in todo),
+            session=self._options.session,
         )
         return {r["version"]: r["run_id"] for r in rows}, True
 
@@ -811,23 +813,26 @@ class Executor:
     async def _is_applied(self, conn: Any, tenant: str, version: int) -> bool:
         if not await self._has_history(conn, tenant):
             return False
-        return bool(await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {history.table(tenant)} WHERE version = $1)",
-            version,
+        return bool(await history.fetch_once(
+            conn, f"SELECT 1 FROM {history.table(tenant)} WHERE version = $1", version,
+            session=self._options.session,
         ))
 
     async def _record(self, conn: Any, tenant: str, migration: Migration, seconds: float) -> None:
         if self._direction == "up":
-            await conn.execute(
+            await history.fetch_once(
+                conn,
                 history.insert_sql(tenant),
                 migration.version,
                 migration.description,
                 migration.checksum,
                 math.ceil(seconds * 1000),
                 self._run_id,
+                session=self._options.session,
             )
         else:
-            await conn.execute(history.delete_sql(tenant), migration.version)
+            await history.fetch_once(conn, history.delete_sql(tenant), migration.version,
+                                     session=self._options.session)
 
     def _context(self, conn: Any, tenant: str, migration: Migration, step: Step,
                  tenant_log: Any) -> MigrationContext:

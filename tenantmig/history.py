@@ -38,6 +38,23 @@ def table(schema: str) -> str:
     return f"{quote_ident(schema)}.{HISTORY_TABLE}"
 
 
+async def fetch_once(conn: Any, query: str, *args: Any, session: bool = True) -> list[Any]:
+    """Rows of *query*, whose text names one tenant's tables and so is not run again.
+
+    Not through asyncpg's statement cache: cached, such statements pile up on the
+    connection (up to 100) and their plans in the server's plan cache, which PostgreSQL
+    walks at each relation invalidation to find the plans naming that relation, and
+    while the tenants are migrated the other connections' DDL sends invalidations all
+    the time (bench/RESULTS.md). A statement from prepare() is closed once dropped
+    (asyncpg sends the Close with the connection's next new statement). *session*: the
+    connections keep session state; False through PgBouncer in transaction mode, where
+    the pool caches nothing and statements are unnamed, replaced by the next query.
+    """
+    if not session:
+        return list(await conn.fetch(query, *args))
+    return list(await (await conn.prepare(query)).fetch(*args))
+
+
 def insert_sql(schema: str) -> str:
     """Parameters: version, description, checksum, duration_ms, run_id."""
     return (
@@ -83,17 +100,9 @@ async def read_histories(
             f"SELECT {i} AS i, version, checksum FROM {table(t)}" for i, t in enumerate(chunk)
         )
         async with limiter, pool.acquire() as conn:
-            # Not kept prepared: asyncpg would cache this statement, used once, and its
-            # plan would stay in the backend's plan cache, which PostgreSQL walks on every
-            # relation invalidation to find the plans naming that relation. While the
-            # tenants are migrated the other connections' DDL sends invalidations all the
-            # time: at 10,000 tenants of a later release that walk over the cached reads
-            # (32 tables each) took a quarter of the server's time (bench/RESULTS.md).
-            # A statement from prepare() is closed once dropped (asyncpg sends the Close
-            # with the connection's next new statement); an unnamed one, through PgBouncer,
-            # by the next query.
-            rows = await (await conn.prepare(query)).fetch() if session else await conn.fetch(query)
-            for i, version, digest in rows:
+            # Cached, these reads (32 tables each) took a quarter of the server's time
+            # at 10,000 tenants of a later release: see fetch_once.
+            for i, version, digest in await fetch_once(conn, query, session=session):
                 entry = result[chunk[i]]
                 assert entry is not None
                 entry[version] = digest

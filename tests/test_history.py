@@ -91,8 +91,9 @@ async def test_an_older_control_schema_is_read_and_then_upgraded(
     assert where(after)["tenant_never"] == (3, (), ())
 
 
-async def held_reads(conn: asyncpg.Connection) -> int:
-    """How many history reads *conn*'s session holds prepared. Counted in a simple query:
+async def held_history_statements(conn: asyncpg.Connection) -> int:
+    """How many statements naming a history table *conn*'s session holds prepared.
+    Counted in a simple query:
     asyncpg closes a dropped statement when the connection prepares its next one, which a
     count through fetchval would do first."""
     await conn.execute(
@@ -122,9 +123,9 @@ async def test_the_history_reads_do_not_stay_prepared_on_the_connections(
             pool = await engine.pool()
             connections = [await pool.acquire() for _ in range(2)]
             try:
-                held = [await held_reads(conn) for conn in connections]
+                held = [await held_history_statements(conn) for conn in connections]
                 # The statement each count prepared closed what was left.
-                left = [await held_reads(conn) for conn in connections]
+                left = [await held_history_statements(conn) for conn in connections]
             finally:
                 for conn in connections:
                     await pool.release(conn)
@@ -135,3 +136,34 @@ async def test_the_history_reads_do_not_stay_prepared_on_the_connections(
     finally:
         if app_pool is not None:
             await app_pool.close()
+
+
+async def test_a_run_does_not_keep_its_history_statements_prepared(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """Migrations that do not go in one batch (here CREATE INDEX CONCURRENTLY) read and
+    write each tenant's history with statements naming its table: cached, every tenant
+    would leave its own on the connection (see the test above)."""
+    folder = make_migrations({
+        "V1__create_t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__index.sql": "-- tenantmig:no-transaction\n"
+                         "CREATE INDEX CONCURRENTLY t_id_idx ON {{schema}}.t (id);\n",
+    })
+    tenants = [f"tenant_c{i:02d}" for i in range(12)]
+    await create_tenants(dsn, tenants)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    try:
+        async with Engine(pool=pool, migrations=folder, concurrency=2) as engine:
+            report = await engine.upgrade()
+        assert report.ok, [(o.tenant, o.message) for o in report.failed]
+        connections = [await pool.acquire() for _ in range(2)]
+        try:
+            held = [await held_history_statements(conn) for conn in connections]
+        finally:
+            for conn in connections:
+                await pool.release(conn)
+        assert all(n <= 1 for n in held), held
+    finally:
+        await pool.close()
+    for t in tenants:
+        assert await fetchval(dsn, f'SELECT count(*) FROM "{t}".tenantmig_history') == 2
