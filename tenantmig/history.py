@@ -80,10 +80,7 @@ async def read_histories(
     pool: Any, tenants: Sequence[str], *, concurrency: int = 4, session: bool = True
 ) -> dict[str, dict[int, str] | None]:
     """version -> checksum for each tenant; None where the tenant has no history table.
-
-    *session*: the connections keep session state, as direct ones do (False through
-    PgBouncer in transaction mode, where the pool must not cache statements anyway).
-    """
+    *session*: as for :func:`fetch_once`."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(_WITH_HISTORY, HISTORY_TABLE, list(tenants))
     with_history = sorted(r[0] for r in rows)
