@@ -52,8 +52,10 @@ WHERE left(nspname, length($1)) = $1 AND nspname <> ALL($2::text[])
 ORDER BY nspname
 """
 
+# Through the name index, whatever the plan (see history._WITH_HISTORY); the cast truncates
+# names longer than the server's limit, so :func:`existing` keeps exact matches only.
 _EXISTING = """
-SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])
+SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[]::name[])
 """
 
 
@@ -92,10 +94,9 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
     if bad:
         raise TargetError(f"not a tenant schema: {', '.join(bad)}")
     if names or excluded:
-        rows = await conn.fetch(_EXISTING, [*names, *excluded])
-        existing = {r[0] for r in rows}
+        present = await existing(conn, [*names, *excluded])
         for what, wanted in (("tenant", names), ("excluded tenant", sorted(excluded))):
-            missing = [n for n in wanted if n not in existing]
+            missing = [n for n in wanted if n not in present]
             if missing:
                 raise TargetError(f"{what} schema not found: {listed(missing)}")
     if targeting.tenants is not None:
@@ -109,8 +110,9 @@ async def discover(conn: Any, targeting: Targeting, *, control_schema: str) -> l
 
 async def existing(conn: Any, names: Iterable[str]) -> set[str]:
     """Which of *names* are schemas in this database."""
-    rows = await conn.fetch(_EXISTING, list(names))
-    return {r[0] for r in rows}
+    wanted = set(names)
+    rows = await conn.fetch(_EXISTING, list(wanted))
+    return {r[0] for r in rows if r[0] in wanted}
 
 
 def merge_tenants(explicit: Iterable[str], files: Sequence[str | Path]) -> tuple[str, ...]:

@@ -31,7 +31,14 @@ from ._exceptions import (
     TenantmigError,
 )
 from ._sql import quote_ident, redact_dsn, scrub
-from .discovery import Targeting, check_control_schema, discover, is_reserved, listed
+from .discovery import (
+    Targeting,
+    check_control_schema,
+    discover,
+    existing,
+    is_reserved,
+    listed,
+)
 from .durations import format_ms, parse_duration_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
@@ -434,14 +441,9 @@ class Engine:
         if not todo:
             return Report("resume", None, run.target, (), 0.0)
         async with pool.acquire() as conn:
-            existing = {
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)", todo
-                )
-            }
-        gone = [t for t in todo if t not in existing]
-        todo = [t for t in todo if t in existing]
+            present = await existing(conn, todo)
+        gone = [t for t in todo if t not in present]
+        todo = [t for t in todo if t in present]
         if gone:
             if not todo:
                 # Not "nothing to resume" (exit 0): the run did leave these unfinished.

@@ -68,11 +68,18 @@ def delete_sql(schema: str) -> str:
     return f"DELETE FROM {table(schema)} WHERE version = $1"
 
 
+# The schemas are found through pg_namespace's name index (``name = ANY(name[])``), their
+# tables one by one through pg_class's. Comparing ``name`` to ``text[]`` instead cannot use
+# the index and, in a generic plan, tries every tenant against every name: 0.6 s of one
+# core at 10,000 tenants, ahead of everything else. A join of the two catalogs (or of an
+# unnest) gave the planner room for generic plans of several seconds. The cast to name
+# truncates names longer than the server's limit: the caller keeps exact matches only.
 _WITH_HISTORY = """
 SELECT n.nspname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND n.nspname = ANY($2::text[])
+FROM pg_catalog.pg_namespace n
+WHERE n.nspname = ANY($2::text[]::name[])
+  AND (SELECT c.relkind FROM pg_catalog.pg_class c
+       WHERE c.relnamespace = n.oid AND c.relname = $1) IN ('r', 'p')
 """
 
 
@@ -83,8 +90,8 @@ async def read_histories(
     *session*: as for :func:`fetch_once`."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(_WITH_HISTORY, HISTORY_TABLE, list(tenants))
-    with_history = sorted(r[0] for r in rows)
     result: dict[str, dict[int, str] | None] = {t: None for t in tenants}
+    with_history = sorted(r[0] for r in rows if r[0] in result)
     for t in with_history:
         result[t] = {}
 

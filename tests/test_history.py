@@ -10,7 +10,9 @@ import asyncpg
 import pytest
 from helpers import create_tenants, execute, fetchval
 
-from tenantmig import Engine
+from tenantmig import Engine, TargetError
+from tenantmig.discovery import existing
+from tenantmig.history import read_histories
 from tenantmig.report import Status
 
 MakeMigrations = Callable[..., Path]
@@ -167,3 +169,27 @@ async def test_a_run_does_not_keep_its_history_statements_prepared(
         await pool.close()
     for t in tenants:
         assert await fetchval(dsn, f'SELECT count(*) FROM "{t}".tenantmig_history') == 2
+
+
+async def test_a_name_longer_than_postgresql_keeps_is_not_taken_for_the_tenant_it_cuts_to(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """PostgreSQL cuts names at 63 bytes, and the catalog reads compare names as ``name``:
+    a longer name must still match no tenant, neither when naming tenants nor when reading
+    which tenants have a history."""
+    folder = make_migrations(MIGRATIONS)
+    longest = AT_HEAD[2]
+    assert len(longest.encode()) == 63
+    await create_tenants(dsn, [longest])
+    async with Engine(dsn, migrations=folder, concurrency=2) as engine:
+        assert (await engine.upgrade([longest])).ok
+        with pytest.raises(TargetError, match="tenant schema not found"):
+            await engine.upgrade([longest + "y"])
+        pool = await engine.pool()
+        both = await read_histories(pool, [longest, longest + "y"])
+        longer_only = await read_histories(pool, [longest + "y"])
+        async with pool.acquire() as conn:
+            assert await existing(conn, [longest + "y"]) == set()
+    assert {t: None if h is None else sorted(h) for t, h in both.items()} == {
+        longest: [1, 2, 3], longest + "y": None}
+    assert longer_only == {longest + "y": None}
