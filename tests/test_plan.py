@@ -126,6 +126,30 @@ def test_make_plan(migrations: MigrationSet) -> None:
     assert missing.has_history is False and versions(missing.pending) == [1, 2, 3, 4, 5]
 
 
+def test_make_plan_shares_work_between_equal_histories_but_not_results(
+    migrations: MigrationSet,
+) -> None:
+    """make_plan plans each distinct history once; every tenant still gets exactly what
+    planning it alone gives: its own name, no history table told from an empty one, the
+    same history in another order planned alike."""
+    at_two = applied(migrations, 1, 2)
+    histories: dict[str, dict[int, str] | None] = {
+        "tenant_a": at_two,
+        "tenant_b": dict(at_two),
+        "tenant_c": dict(reversed(list(at_two.items()))),
+        "tenant_d": None,
+        "tenant_e": {},
+        "tenant_f": None,
+        "tenant_g": {},
+        "tenant_h": {**at_two, 2: "changed"},
+    }
+    for target in (None, 3):
+        plan = make_plan(migrations, histories, list(histories), target)
+        assert plan.tenants == tuple(
+            plan_tenant(t, migrations, h, target) for t, h in histories.items())
+    assert [p.has_history for p in plan.tenants[3:7]] == [False, True, False, True]
+
+
 def test_make_plan_target(migrations: MigrationSet) -> None:
     plan = make_plan(migrations, {"tenant_a": applied(migrations, 1)}, ["tenant_a"], target=2)
     assert plan.target == 2
