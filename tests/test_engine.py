@@ -1330,6 +1330,37 @@ async def test_engine_with_dsn_closes_its_pool(dsn: str, make_migrations: MakeMi
     assert left == 0
 
 
+async def test_closing_without_waiting_ends_the_engines_connections_and_no_others(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    """close(wait=False), as the command line does before exiting: the engine's own
+    connections end (the server ends each on its own time), an application's pool given
+    to another engine stays open and usable."""
+    folder = make_migrations(ONCE_ONLY)
+    await create_tenants(dsn, names(3))
+    app_pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    try:
+        engine = Engine(dsn, migrations=folder, concurrency=3)
+        borrowing = Engine(pool=app_pool, migrations=folder, concurrency=2)
+        assert (await engine.upgrade()).ok
+        assert (await borrowing.status()).tenants
+        await engine.close(wait=False)
+        await borrowing.close(wait=False)
+        left = -1
+        for _ in range(200):  # the backends exit after reading the goodbye
+            left = await fetchval(
+                dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'tenantmig' AND datname = current_database()")
+            if left == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert left == 0
+        async with app_pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await app_pool.close()
+
+
 # --- downgrade ---------------------------------------------------------------------------
 
 REVERSIBLE = {

@@ -57,9 +57,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def bouncer(pg_server_dsn: str) -> Iterator[str]:
+def bouncer(pgbouncer: tuple[str, Path]) -> str:
     """A PgBouncer in transaction mode in front of the test server, with few server
-    connections so that clients really share them; yields its DSN (without database)."""
+    connections so that clients really share them: its DSN (without database)."""
+    return pgbouncer[0]
+
+
+@pytest.fixture(scope="module")
+def bouncer_log(pgbouncer: tuple[str, Path]) -> Path:
+    """That PgBouncer's log file."""
+    return pgbouncer[1]
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(pg_server_dsn: str) -> Iterator[tuple[str, Path]]:
     server = urlsplit(pg_server_dsn)
     workdir = Path(tempfile.mkdtemp(prefix="tenantmig-pgbouncer-"))
     port = _free_port()
@@ -100,7 +111,7 @@ def bouncer(pg_server_dsn: str) -> Iterator[str]:
                     output = log.read_text() if log.exists() else ""
                     raise RuntimeError(f"pgbouncer did not start: {output}") from None
                 time.sleep(0.05)
-        yield f"postgresql://{user_name}@127.0.0.1:{port}"
+        yield f"postgresql://{user_name}@127.0.0.1:{port}", workdir / "pgbouncer.log"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -181,3 +192,39 @@ async def test_cli_through_pgbouncer_and_refusal_of_session_migrations(
     assert "direct connection" in refused.stderr
     assert "V5__index.sql, V10__batches.py" in refused.stderr  # in version order
     assert await fetchval(dsn, "SELECT count(*) FROM tenant_a.tenantmig_history") == 4
+
+
+async def test_the_cli_says_goodbye_on_every_connection_it_leaves(
+    dsn: str, bouncer: str, bouncer_log: Path, make_migrations: Any, tmp_path: Path
+) -> None:
+    """The command line does not wait for the server to end its connections when it
+    exits, but each one still ends with the protocol's goodbye: PgBouncer logs a close
+    request for each, never an unexpected end of file."""
+    folder = make_migrations(MIGRATIONS)
+    await create_tenants(dsn, ["tenant_bye_a", "tenant_bye_b", "tenant_bye_c"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTMIG_")}
+    seen = await asyncio.to_thread(lambda: bouncer_log.stat().st_size)
+    up = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tenantmig", "up", "--pgbouncer", "--concurrency", "3",
+         "--dsn", through(bouncer, dsn), "--migrations", str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    reasons = await asyncio.to_thread(_client_close_reasons, bouncer_log, seen, 3)
+    assert len(reasons) >= 3 and set(reasons) == {"client close request"}, reasons
+
+
+def _client_close_reasons(log: Path, offset: int, expected: int) -> list[str]:
+    """Why PgBouncer closed client connections, from *offset* of its log on: waits (up to
+    10 s) until *expected* closes are logged, since it logs them as it reads them."""
+    deadline = time.monotonic() + 10
+    while True:
+        with log.open(encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            reasons = [line.split("closing because: ", 1)[1].split(" (age")[0]
+                       for line in f if "closing because: " in line and " C-" in line]
+        if len(reasons) >= expected or time.monotonic() > deadline:
+            return reasons
+        time.sleep(0.05)

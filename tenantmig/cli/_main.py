@@ -309,8 +309,9 @@ class _Session:
             engine.request_stop()
 
     async def close(self) -> None:
+        # The process ends next: the connections say goodbye, the servers end them alone.
         for engine in self.engines:
-            await engine.close()
+            await engine.close(wait=False)
 
 
 async def _each_database(session: _Session,
