@@ -41,8 +41,7 @@ from pglast.keywords import RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
 
 from ._exceptions import TenantmigError
 from .durations import parse_duration_ms
-from .lint import LintState
-from .lint._state import ColumnType, coercion
+from .lint import ColumnType, LintState, coercion
 from .source import Kind, load_migrations
 
 __all__ = [

@@ -21,14 +21,16 @@ from ..source import Kind, MigrationSet, Step
 from ._common import RULES, SENTINEL, Finding
 from ._fix import fix_qualifiers
 from ._rules import run
-from ._state import LintState
+from ._state import ColumnType, LintState, coercion
 
 __all__ = [
     "RULES",
     "SENTINEL",
+    "ColumnType",
     "Finding",
     "LintState",
     "blocking",
+    "coercion",
     "fix_qualifiers",
     "lint_migrations",
     "lint_sql",
