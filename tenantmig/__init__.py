@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .context import MigrationContext
     from .engine import Engine, provision
     from .executor import TenantOutcome
+    from .fleet import Fleet
+    from .options import Options
     from .plan import Plan, TenantPlan
     from .report import Report, Status, TenantStatus
     from .source import Migration, MigrationSet, load_migrations
@@ -39,6 +41,8 @@ _WHERE = {
     "MigrationContext": ".context",
     "Engine": ".engine",
     "provision": ".engine",
+    "Fleet": ".fleet",
+    "Options": ".options",
     "TenantOutcome": ".executor",
     "Plan": ".plan",
     "TenantPlan": ".plan",
@@ -55,11 +59,13 @@ __all__ = [
     "DatabaseUnavailable",
     "DriftError",
     "Engine",
+    "Fleet",
     "LintError",
     "LoadError",
     "Migration",
     "MigrationContext",
     "MigrationSet",
+    "Options",
     "Plan",
     "Report",
     "Status",

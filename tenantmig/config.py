@@ -18,26 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import ConfigError
-from .discovery import check_control_schema
-from .durations import parse_duration_ms
+from .options import FILE_KEYS, Options
 
 DSN_ENV = "TENANTMIG_DSN"
-_MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's largest lock_timeout / statement_timeout
 
-_KEYS = {
-    "dsn",
-    "migrations",
-    "prefix",
-    "control_schema",
-    "concurrency",
-    "lock_timeout",
-    "retries",
-    "max_failures",
-    "atomic_tenant",
-    "log_format",
-    "shared_schemas",
-    "pgbouncer",
-}
+_KEYS = {"dsn", "migrations", "log_format", *FILE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -46,16 +31,9 @@ class Config:
 
     dsns: tuple[str, ...] = ()
     migrations: Path = Path("migrations")
-    prefix: str = "tenant_"
-    control_schema: str = "tenantmig"
-    concurrency: int = 8
-    lock_timeout_ms: int = 5000
-    retries: int = 3
-    max_failures: int | None = None
-    atomic_tenant: bool = False
     log_format: str = "console"
-    shared_schemas: tuple[str, ...] = ()
-    pgbouncer: bool = False
+    options: Options = field(default_factory=Options)
+    """How runs go: tenants' prefix, concurrency, timeouts, ... (see :class:`Options`)."""
     source: str = "defaults"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -86,25 +64,6 @@ def _file_settings(path: Path | None, cwd: Path) -> tuple[dict[str, Any], str]:
             )
         return dict(data), str(candidate)
     return {}, "defaults"
-
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigError(f"{name} must be a whole number")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
-    return number
-
-
-def _bool(name: str, value: Any) -> bool:
-    # A TOML string "false" is truthy: only true and false themselves are accepted.
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, not {value!r}")
-    return value
 
 
 def _str(name: str, value: Any) -> str:
@@ -156,18 +115,6 @@ def load_config(
     if not all(isinstance(d, str) and d for d in dsns):
         raise ConfigError("dsn must be a connection string or a list of them")
 
-    lock_timeout = settings.get("lock_timeout", "5s")
-    if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, str | int | float):
-        raise ConfigError(f"lock_timeout must be a duration such as \"5s\", not {lock_timeout!r}")
-    try:
-        lock_timeout_ms = parse_duration_ms(str(lock_timeout))
-    except ValueError as exc:
-        raise ConfigError(f"lock_timeout: {exc}") from None
-    if lock_timeout_ms > _MAX_TIMEOUT_MS:
-        raise ConfigError(f"lock_timeout: {lock_timeout} is more than PostgreSQL allows "
-                          "(about 24 days); 0 turns the timeout off")
-
-    max_failures = settings.get("max_failures")
     log_format = str(settings.get("log_format", "console"))
     if log_format not in ("console", "json"):
         raise ConfigError("log_format must be console or json")
@@ -175,24 +122,10 @@ def load_config(
     from_file = source != "defaults" and overrides.get("migrations") is None
     if not migrations.is_absolute() and from_file:
         migrations = Path(source).parent / migrations
-    shared = settings.get("shared_schemas", ())
-    if isinstance(shared, str) or not all(isinstance(s, str) and s for s in shared):
-        raise ConfigError("shared_schemas must be a list of schema names")
-    control_schema = _str("control_schema", settings.get("control_schema", "tenantmig"))
-    prefix = _str("prefix", settings.get("prefix", "tenant_"))
-    check_control_schema(control_schema)
     return Config(
         dsns=tuple(_expand(d, env) if dsn_from_file else d for d in dsns),
         migrations=migrations,
-        prefix=prefix,
-        control_schema=control_schema,
-        concurrency=_int("concurrency", settings.get("concurrency", 8), 1),
-        lock_timeout_ms=lock_timeout_ms,
-        retries=_int("retries", settings.get("retries", 3), 0),
-        max_failures=None if max_failures is None else _int("max_failures", max_failures, 0),
-        atomic_tenant=_bool("atomic_tenant", settings.get("atomic_tenant", False)),
         log_format=log_format,
-        shared_schemas=tuple(shared),
-        pgbouncer=_bool("pgbouncer", settings.get("pgbouncer", False)),
+        options=Options.from_settings(settings),
         source=source,
     )

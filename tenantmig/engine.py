@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import asyncpg
@@ -28,22 +28,31 @@ from ._exceptions import (
     DriftError,
     LintError,
     TargetError,
-    TenantmigError,
 )
 from ._sql import quote_ident, redact_dsn, scrub
 from .discovery import (
     Targeting,
-    check_control_schema,
     discover,
     existing,
     is_reserved,
     listed,
 )
-from .durations import format_ms, parse_duration_ms
+from .durations import format_ms
 from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
-from .ledger import LedgerWriter, persistently
+from .ledger import (
+    LedgerRow,
+    LedgerWriter,
+    RunRecord,
+    finish_run,
+    latest_failures,
+    persistently,
+    read_ledger,
+    read_run,
+    start_run,
+)
 from .lint import Finding, blocking, lint_migrations
+from .options import Options, Settings
 from .plan import Plan, TenantPlan, make_plan, plan_down
 from .report import Report, Status, TenantStatus
 from .source import MigrationSet, load_migrations
@@ -105,15 +114,6 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def _ms(value: str | int | float | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return parse_duration_ms(value if isinstance(value, str) else f"{float(value):f}s")
-    except ValueError as exc:
-        raise ConfigError(f"lock_timeout: {exc}") from None
-
-
 class Engine:
     """Migrates the tenant schemas of one database.
 
@@ -129,47 +129,38 @@ class Engine:
         *,
         pool: Any = None,
         migrations: str | Path | MigrationSet = "migrations",
-        concurrency: int = 8,
-        lock_timeout: str | float | None = "5s",
-        retries: int = 3,
-        prefix: str = "tenant_",
-        control_schema: str = "tenantmig",
-        atomic_tenant: bool = False,
-        max_failures: int | None = None,
+        options: Options | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_run_start: Callable[[int], None] | None = None,
-        retry_wait: tuple[float, float] = (0.1, 5.0),
-        shared_schemas: Sequence[str] = (),
-        lint: bool = True,
-        pgbouncer: bool = False,
+        **settings: Unpack[Settings],
     ) -> None:
+        """*options* (default: :class:`Options` ``()``) with *settings* in place of the
+        ones they name: ``Engine(dsn, concurrency=16, lock_timeout="2s")``."""
         if (dsn is None) == (pool is None):
             raise TypeError("give Engine either a dsn or a pool")
-        if concurrency < 1:
-            raise TenantmigError("concurrency must be at least 1")
+        self.settings = (options or Options()).updated(settings)
         self.dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
         self.migrations = (
             migrations if isinstance(migrations, MigrationSet) else load_migrations(migrations)
         )
-        self.prefix = prefix
-        self.control_schema = control_schema
-        self.shared_schemas = tuple(shared_schemas)
-        self.lint = lint
-        self.pgbouncer = pgbouncer
+        self.prefix = self.settings.prefix
+        self.control_schema = self.settings.control_schema
+        self.shared_schemas = self.settings.shared_schemas
+        self.lint = self.settings.lint
+        self.pgbouncer = self.settings.pgbouncer
         self._findings: list[Finding] | None = None
-        check_control_schema(control_schema)
         self.options = ExecOptions(
-            concurrency=concurrency,
-            lock_timeout_ms=_ms(lock_timeout, 0),
-            retries=retries,
-            atomic_tenant=atomic_tenant,
-            max_failures=max_failures,
-            control_schema=control_schema,
-            retry_initial_wait=retry_wait[0],
-            retry_max_wait=retry_wait[1],
-            session=not pgbouncer,
+            concurrency=self.settings.concurrency,
+            lock_timeout_ms=self.settings.lock_timeout_ms,
+            retries=self.settings.retries,
+            atomic_tenant=self.settings.atomic_tenant,
+            max_failures=self.settings.max_failures,
+            control_schema=self.settings.control_schema,
+            retry_initial_wait=self.settings.retry_wait[0],
+            retry_max_wait=self.settings.retry_wait[1],
+            session=not self.settings.pgbouncer,
         )
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start
@@ -331,9 +322,9 @@ class Engine:
         pool = await self.pool()
         with _refused("reading the control schema"):
             async with pool.acquire() as conn:
-                last_run = await control.read_run(conn, self.control_schema, None)
+                last_run = await read_run(conn, self.control_schema, None)
                 failures = (
-                    await control.latest_failures(conn, self.control_schema) if last_run
+                    await latest_failures(conn, self.control_schema) if last_run
                     else {}
                 )
         by_version = Counter(t.current for t in plan.tenants)
@@ -356,15 +347,15 @@ class Engine:
 
     async def ledger(
         self, run_id: str | None = None
-    ) -> tuple[control.RunRecord, list[control.LedgerRow]]:
+    ) -> tuple[RunRecord, list[LedgerRow]]:
         """A run (default: the latest) and its ledger rows."""
         pool = await self.pool()
         with _refused("reading the control schema"):
             async with pool.acquire() as conn:
-                run = await control.read_run(conn, self.control_schema, run_id)
+                run = await read_run(conn, self.control_schema, run_id)
                 if run is None:
                     raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-                return run, await control.read_ledger(conn, self.control_schema, run.run_id)
+                return run, await read_ledger(conn, self.control_schema, run.run_id)
 
     # --- changing -------------------------------------------------------------------
 
@@ -440,10 +431,10 @@ class Engine:
         pool = await self.pool()
         with _refused("reading the control schema"):
             async with pool.acquire() as conn:
-                run = await control.read_run(conn, self.control_schema, run_id)
+                run = await read_run(conn, self.control_schema, run_id)
                 if run is None:
                     raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-                rows = await control.read_ledger(conn, self.control_schema, run.run_id)
+                rows = await read_ledger(conn, self.control_schema, run.run_id)
         todo = [r.tenant for r in rows if r.status in ("failed", "pending")]
         arguments = {"resume": run.run_id}
         if not todo:
@@ -536,7 +527,7 @@ class Engine:
             async with pool.acquire() as conn:
                 await control.ensure_control(conn, self.control_schema, self.prefix)
                 run_id = new_run_id()
-                await control.start_run(
+                await start_run(
                     conn,
                     self.control_schema,
                     run_id=run_id,
@@ -603,7 +594,7 @@ class Engine:
 
             async def finish() -> None:
                 async with pool.acquire() as conn:
-                    await control.finish_run(conn, self.control_schema, run_id, status)
+                    await finish_run(conn, self.control_schema, run_id, status)
 
             with anyio.CancelScope(shield=True):
                 error = await persistently(finish)
@@ -629,26 +620,23 @@ async def provision(
     schema: str,
     *,
     migrations: str | Path | MigrationSet = "migrations",
-    control_schema: str = "tenantmig",
-    lock_timeout: str | float | None = "5s",
-    retries: int = 3,
-    shared_schemas: Sequence[str] = (),
-    lint: bool = True,
-    pgbouncer: bool = False,
+    options: Options | None = None,
+    **settings: Unpack[Settings],
 ) -> Report:
     """Create tenant *schema* if needed and bring it to the latest version.
 
     Safe to call while an ``up`` runs: both take the tenant's advisory lock and
     re-read its history under it, so every migration is applied exactly once. The
-    migrations are checked (:class:`LintError`) before the schema is created.
+    migrations are checked (:class:`LintError`) before the schema is created. *options*
+    and *settings* are :class:`Engine`'s (one connection is enough: ``concurrency`` is 1).
     """
-    if is_reserved(schema, control_schema):
+    merged = (options or Options()).updated(settings)
+    if is_reserved(schema, merged.control_schema):
         raise TargetError(f"not a tenant schema: {schema!r}")
     dsn = pool_or_dsn if isinstance(pool_or_dsn, str) else None
     pool = None if dsn is not None else pool_or_dsn
-    engine = Engine(dsn, pool=pool, migrations=migrations, concurrency=1,
-                    control_schema=control_schema, lock_timeout=lock_timeout, retries=retries,
-                    shared_schemas=shared_schemas, lint=lint, pgbouncer=pgbouncer)
+    engine = Engine(dsn, pool=pool, migrations=migrations,
+                    options=replace(merged, concurrency=1))
     try:
         engine.check_safety()
         target_pool = await engine.pool()

@@ -16,15 +16,20 @@ again once idle: see the engine).
 
 from __future__ import annotations
 
+import json
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import anyio
 import structlog
 
-from .control import HEARTBEAT_EVERY, LedgerRow, heartbeat, write_outcomes
+from ._sql import quote_ident, text_array
+from .control import control_exists
 from .executor import TenantOutcome
 
 log = structlog.get_logger("tenantmig")
@@ -191,3 +196,206 @@ async def persistently(action: Callable[[], Awaitable[None]]) -> Exception | Non
     except Exception as exc:
         return exc
     return None
+
+
+# --- storage: runs and ledger rows ---------------------------------------------------------------
+
+LEDGER_STATUSES = ("pending", "succeeded", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``."""
+
+    run_id: str
+    command: str
+    target: int | None
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    invoked_by: str
+    hostname: str | None
+    arguments: dict[str, Any]
+    resumed_from: str | None
+    tenants: int
+    silent_seconds: float | None = None
+    """Seconds since the run last showed it was alive (its start, a ledger heartbeat),
+    by the server's clock; None once it has finished."""
+
+    def probably_dead(self) -> bool:
+        """Recorded as running, but silent for much longer than a live runner ever is:
+        the runner was most likely killed (SIGKILL, a lost machine)."""
+        return (self.status == "running" and self.silent_seconds is not None
+                and self.silent_seconds > STALE_AFTER)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One tenant's outcome in one run, as stored."""
+
+    tenant: str
+    status: str
+    version_before: int | None
+    version_reached: int | None
+    target: int | None
+    failing_version: int | None
+    sqlstate: str | None
+    message: str | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+async def start_run(
+    conn: Any,
+    control_schema: str,
+    *,
+    run_id: str,
+    command: str,
+    target: int | None,
+    arguments: dict[str, Any],
+    resumed_from: str | None,
+    tenants: Sequence[tuple[str, str, int | None, int | None]],
+) -> None:
+    """Record a run and one ledger row per targeted tenant: (tenant, status, before, target).
+
+    One statement, so one round trip, atomic on its own."""
+    ctl = quote_ident(control_schema)
+    await conn.execute(
+        f"""
+        WITH run AS (
+            INSERT INTO {ctl}.runs (run_id, command, target, hostname, arguments,
+                                    resumed_from, tenants, heartbeat_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, now())
+            RETURNING run_id
+        )
+        INSERT INTO {ctl}.ledger (run_id, tenant, status, version_before, version_reached,
+                                  target)
+        SELECT run.run_id, t.tenant, t.status, t.version, t.version, t.target
+        FROM run, unnest($8::text[], $9::text[], $10::text[]::bigint[], $11::text[]::bigint[])
+            AS t(tenant, status, version, target)
+        """,
+        run_id,
+        command,
+        target,
+        socket.gethostname(),
+        json.dumps(arguments),
+        resumed_from,
+        len(tenants),
+        [t for t, _, _, _ in tenants],
+        [status for _, status, _, _ in tenants],
+        text_array(before for _, _, before, _ in tenants),
+        text_array(tgt for _, _, _, tgt in tenants),
+    )
+
+
+async def write_outcomes(conn: Any, control_schema: str, run_id: str,
+                         rows: Sequence[LedgerRow]) -> None:
+    """Update the ledger rows of finished tenants in one statement."""
+    if not rows:
+        return
+    ctl = quote_ident(control_schema)
+    await conn.execute(
+        f"""
+        UPDATE {ctl}.ledger AS l SET
+            status = u.status, version_reached = u.version_reached,
+            failing_version = u.failing_version, sqlstate = u.sqlstate,
+            message = u.message, attempts = u.attempts,
+            started_at = u.started_at, finished_at = u.finished_at
+        FROM unnest($2::text[], $3::text[], $4::text[]::bigint[], $5::text[]::bigint[],
+                    $6::text[], $7::text[], $8::text[]::integer[],
+                    $9::text[]::timestamptz[], $10::text[]::timestamptz[])
+            AS u(tenant, status, version_reached, failing_version, sqlstate, message,
+                 attempts, started_at, finished_at)
+        WHERE l.run_id = $1 AND l.tenant = u.tenant
+        """,
+        run_id,
+        [r.tenant for r in rows],
+        [r.status for r in rows],
+        text_array(r.version_reached for r in rows),
+        text_array(r.failing_version for r in rows),
+        [r.sqlstate for r in rows],
+        [r.message for r in rows],
+        text_array(r.attempts for r in rows),
+        text_array(r.started_at for r in rows),
+        text_array(r.finished_at for r in rows),
+    )
+
+
+async def finish_run(conn: Any, control_schema: str, run_id: str, status: str) -> None:
+    ctl = quote_ident(control_schema)
+    await conn.execute(
+        f"UPDATE {ctl}.runs SET status = $2, finished_at = now() WHERE run_id = $1",
+        run_id,
+        status,
+    )
+
+
+HEARTBEAT_EVERY = 5.0
+"""Seconds between a running run's signs of life (``runs.heartbeat_at``)."""
+STALE_AFTER = 60.0
+"""Silent for longer than this, a run recorded as running is reported as probably dead."""
+
+
+async def heartbeat(conn: Any, control_schema: str, run_id: str, *,
+                    wait: float | None = None) -> None:
+    await conn.execute(
+        f"UPDATE {quote_ident(control_schema)}.runs SET heartbeat_at = now() "
+        "WHERE run_id = $1", run_id, timeout=wait)
+
+
+def _run(row: Any) -> RunRecord:
+    arguments = row["arguments"]
+    # No heartbeat_at (a run of an older release, which writes none): unknown.
+    alive = row.get("heartbeat_at")
+    return RunRecord(
+        run_id=row["run_id"],
+        command=row["command"],
+        target=row["target"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        invoked_by=row["invoked_by"],
+        hostname=row["hostname"],
+        arguments=json.loads(arguments) if isinstance(arguments, str) else dict(arguments),
+        resumed_from=row["resumed_from"],
+        tenants=row["tenants"],
+        silent_seconds=(None if row["finished_at"] is not None or alive is None
+                        else (row["server_now"] - alive).total_seconds()),
+    )
+
+
+async def read_run(conn: Any, control_schema: str, run_id: str | None) -> RunRecord | None:
+    """A run by id, or the latest run when *run_id* is None."""
+    if not await control_exists(conn, control_schema, this_release=False):
+        return None
+    ctl = quote_ident(control_schema)
+    if run_id is None:
+        row = await conn.fetchrow(
+            f"SELECT *, now() AS server_now FROM {ctl}.runs "
+            "ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        )
+    else:
+        row = await conn.fetchrow(
+            f"SELECT *, now() AS server_now FROM {ctl}.runs WHERE run_id = $1", run_id)
+    return _run(row) if row is not None else None
+
+
+async def read_ledger(conn: Any, control_schema: str, run_id: str) -> list[LedgerRow]:
+    ctl = quote_ident(control_schema)
+    rows = await conn.fetch(
+        f"SELECT tenant, status, version_before, version_reached, target, failing_version, "
+        f"sqlstate, message, attempts, started_at, finished_at FROM {ctl}.ledger "
+        "WHERE run_id = $1 ORDER BY tenant",
+        run_id,
+    )
+    return [LedgerRow(**dict(r)) for r in rows]
+
+
+async def latest_failures(conn: Any, control_schema: str) -> dict[str, LedgerRow]:
+    """Tenants that failed in the latest run, for ``status``."""
+    run = await read_run(conn, control_schema, None)
+    if run is None:
+        return {}
+    return {r.tenant: r for r in await read_ledger(conn, control_schema, run.run_id)
+            if r.status == "failed"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .control import LedgerRow, RunRecord
 from .executor import TenantOutcome
+from .ledger import LedgerRow, RunRecord
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
         # exactly what --fix is for, and loading would refuse it.
         for path in sql_files(config.migrations):
             text = path.read_text(encoding="utf-8")
-            new = fix_qualifiers(text, shared_schemas=config.shared_schemas)
+            new = fix_qualifiers(text, shared_schemas=config.options.shared_schemas)
             if new != text:
                 path.write_text(new, encoding="utf-8")
                 fixed.append(str(path))
@@ -36,7 +36,7 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
             out.print(f"{len(fixed)} file(s) changed: their checksums changed too, so only "
                       "do this before they are applied anywhere.")
     migrations = load_migrations(config.migrations)
-    findings = lint_migrations(migrations, shared_schemas=config.shared_schemas)
+    findings = lint_migrations(migrations, shared_schemas=config.options.shared_schemas)
     unsafe = blocking(findings)
     if args.json:
         out.print_json(_render.dumps({

@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
 import structlog
 
 from .. import __version__
-from .._exceptions import DriftError, TargetError, TenantmigError
+from .._exceptions import TenantmigError
 from .._sql import redact_dsn, scrub
 from ..config import Config, load_config
-from ..discovery import existing, listed, merge_tenants
-from ..engine import Engine
+from ..discovery import merge_tenants
 from ..executor import TenantOutcome
+from ..fleet import Fleet
 from ..plan import Plan
 from ..report import Report
 from ..source import MigrationSet, load_migrations
 from . import _render
 from ._logging import configure
-from ._new import add_arguments as add_new_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _T = TypeVar("_T")
@@ -90,52 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tenantmig {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-
-    up = sub.add_parser("up", parents=[common, targeting, execution],
-                        help="migrate targeted tenants to the latest version (or --target)")
-    up.add_argument("--target", type=int, metavar="V", help="stop at version V")
-    up.add_argument("--dry-run", action="store_true", help="show the plan; touch nothing")
-    up.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    down = sub.add_parser("down", parents=[common, targeting, execution],
-                          help="apply undo migrations down to --target")
-    down.add_argument("--target", type=int, metavar="V", required=True)
-    down.add_argument("--json", action="store_true")
-
-    plan = sub.add_parser("plan", parents=[common, targeting],
-                          help="what up would do, with the SQL for one tenant")
-    plan.add_argument("--target", type=int, metavar="V")
-    plan.add_argument("--json", action="store_true")
-
-    status = sub.add_parser("status", parents=[common, targeting],
-                            help="versions across tenants, pending, drifted, failed")
-    status.add_argument("--json", action="store_true")
-
-    resume = sub.add_parser("resume", parents=[common, execution],
-                            help="re-run the failed and unfinished tenants of a run")
-    resume.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
-    resume.add_argument("--json", action="store_true")
-
-    ledger = sub.add_parser("ledger", parents=[common], help="show a run's ledger")
-    ledger.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
-    ledger.add_argument("--json", action="store_true")
-
-    lint = sub.add_parser("lint", parents=[common],
-                          help="static safety checks of the migration files (no database)")
-    lint.add_argument("--fix", action="store_true",
-                      help="add missing {{schema}}. qualifiers to the SQL files (changes their "
-                      "checksums: only for migrations not applied anywhere yet)")
-    lint.add_argument("--list", action="store_true", help="list the rules")
-    lint.add_argument("--json", action="store_true")
-
-    new = sub.add_parser("new", parents=[common],
-                         help="write the next migration file(s), optionally from a safe pattern")
-    add_new_arguments(new)
-
-    demo = sub.add_parser("demo", parents=[common],
-                          help="migrate sample tenants in a throwaway local PostgreSQL")
-    demo.add_argument("--tenants", type=int, default=300, metavar="N")
-    demo.add_argument("--concurrency", type=int, default=8, metavar="N")
+    groups = {"targeting": targeting, "execution": execution}
+    for name, command in _COMMANDS.items():
+        parents = [common, *(groups[g] for g in command.groups)]
+        command.arguments(sub.add_parser(name, parents=parents, help=command.help))
     return parser
 
 
@@ -160,54 +119,28 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 class _Session:
-    """One command's engines (one per database), signals and output."""
+    """One database command: the fleet (one engine per database), signals and output."""
 
     def __init__(self, args: argparse.Namespace, config: Config,
                  migrations: MigrationSet) -> None:
         self.args = args
         self.config = config
-        self.migrations = migrations
         self.out = _render.console()
         self.err = _render.console(stderr=True)
-        self.engines: list[Engine] = []
-        self._engine_for: dict[str, Engine] = {}
-        # With a fleet: each database's share of the named tenants and exclusions, and
-        # the plans its preflight made for up (the run uses them: one history read).
-        self._targets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        self.plans: dict[str, Plan] = {}
+        self.fleet = Fleet(config.dsns, migrations=migrations, options=config.options,
+                           on_outcome=self._on_outcome, on_run_start=self._on_run_start)
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None
         self.progress: _render.ProgressDisplay | None = None
 
-    def label(self, dsn: str) -> str:
-        """Which database a result is about: on the console only when there are several;
-        in JSON always (a consumer should not have to know how many there were)."""
-        if len(self.config.dsns) > 1 or getattr(self.args, "json", False):
+    def labels(self) -> list[str]:
+        """Which database each result is about: on the console only when there are
+        several; in JSON always (a consumer should not have to know how many there were)."""
+        dsns = self.fleet.dsns
+        if len(dsns) > 1 or getattr(self.args, "json", False):
             # scrubbed as well: a second line of defence for DSN shapes redaction misreads
-            return scrub(redact_dsn(dsn), list(self.config.dsns))
-        return ""
-
-    def engine(self, dsn: str) -> Engine:
-        if dsn in self._engine_for:
-            return self._engine_for[dsn]
-        engine = Engine(
-            dsn,
-            migrations=self.migrations,
-            concurrency=self.config.concurrency,
-            lock_timeout=self.config.lock_timeout_ms / 1000,
-            retries=self.config.retries,
-            prefix=self.config.prefix,
-            control_schema=self.config.control_schema,
-            atomic_tenant=self.config.atomic_tenant,
-            max_failures=self.config.max_failures,
-            on_outcome=self._on_outcome,
-            on_run_start=self._on_run_start,
-            shared_schemas=self.config.shared_schemas,
-            pgbouncer=self.config.pgbouncer,
-        )
-        self.engines.append(engine)
-        self._engine_for[dsn] = engine
-        return engine
+            return [scrub(redact_dsn(dsn), list(dsns)) for dsn in dsns]
+        return ["" for _ in dsns]
 
     def _on_run_start(self, tenants: int) -> None:
         if self.progress is not None:
@@ -217,76 +150,13 @@ class _Session:
         if self.progress is not None:
             self.progress.advance(outcome)
 
-    def _named(self) -> tuple[str, ...]:
-        return merge_tenants(getattr(self.args, "tenant", []),
-                             getattr(self.args, "tenants_file", []))
+    def tenants(self) -> list[str] | None:
+        """The tenants named with --tenant and --tenants-file; None: all by prefix."""
+        return list(merge_tenants(getattr(self.args, "tenant", []),
+                                  getattr(self.args, "tenants_file", []))) or None
 
-    def tenants(self, engine: Engine) -> list[str] | None:
-        """The named tenants to target in *engine*'s database; None: all by prefix."""
-        if engine.dsn in self._targets:
-            return list(self._targets[engine.dsn][0]) or (None if not self._named() else [])
-        return list(self._named()) or None
-
-    def exclude(self, engine: Engine) -> list[str]:
-        if engine.dsn in self._targets:
-            return list(self._targets[engine.dsn][1])
+    def exclude(self) -> list[str]:
         return list(getattr(self.args, "exclude", None) or [])
-
-    async def preflight(self) -> None:
-        """With a fleet, everything that would refuse the command is checked in every
-        database before any of them is touched: each is reachable, each named (or
-        excluded) tenant lives in one of them (each database then gets the names it
-        holds), and, for up and down, no database has drift."""
-        if len(self.config.dsns) < 2:
-            return
-        named = self._named()
-        excluded = tuple(dict.fromkeys(getattr(self.args, "exclude", None) or []))
-        found: dict[str, set[str]] = {}
-
-        async def look(dsn: str) -> None:
-            pool = await self.engine(dsn).pool()
-            async with pool.acquire() as conn:
-                found[dsn] = await existing(conn, [*named, *excluded])
-
-        await self._on_every_database(look)
-        if named or excluded:
-            self._share(named, excluded, found)
-        if self.args.command not in ("up", "down"):
-            return
-
-        async def drift(dsn: str) -> None:
-            engine = self.engine(dsn)
-            up = self.args.command == "up"
-            plan = await engine.plan(self.tenants(engine), exclude=self.exclude(engine),
-                                     prefix=self.config.prefix,
-                                     target=self.args.target if up else None)
-            try:
-                engine.refuse_drift(plan)
-            except DriftError as exc:
-                raise DriftError(f"{redact_dsn(dsn)}: {exc}", exc.drifted) from None
-            if up:
-                self.plans[dsn] = plan
-
-        await self._on_every_database(drift)
-
-    async def _on_every_database(self, check: Callable[[str], Coroutine[Any, Any, None]]) -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                for dsn in self.config.dsns:
-                    tg.start_soon(check, dsn)
-        except BaseExceptionGroup as group:
-            raise _first(group) from None
-
-    def _share(self, named: tuple[str, ...], excluded: tuple[str, ...],
-               found: dict[str, set[str]]) -> None:
-        anywhere = set().union(*found.values())
-        for what, wanted in (("tenant", named), ("excluded tenant", excluded)):
-            missing = [n for n in wanted if n not in anywhere]
-            if missing:
-                raise TargetError(f"{what} schema not found in any database: {listed(missing)}")
-        for dsn in self.config.dsns:
-            self._targets[dsn] = (tuple(n for n in named if n in found[dsn]),
-                                  tuple(n for n in excluded if n in found[dsn]))
 
     def notice(self, event: str, message: str) -> None:
         """A line for the person at the terminal; a structured event in JSON mode."""
@@ -305,45 +175,11 @@ class _Session:
         self.signal = signum
         self.notice("stopping", f"{name}: starting no new tenant; waiting for running ones "
                     "(signal again to cancel them).")
-        for engine in self.engines:
-            engine.request_stop()
+        self.fleet.request_stop()
 
     async def close(self) -> None:
         # The process ends next: the connections say goodbye, the servers end them alone.
-        for engine in self.engines:
-            await engine.close(wait=False)
-
-
-async def _each_database(session: _Session,
-                         action: Callable[[Engine, str], Awaitable[Any]]) -> list[Any]:
-    """Run *action* on every database of the fleet at once; results in DSN order."""
-    results: list[Any] = [None] * len(session.config.dsns)
-
-    async def one(i: int, dsn: str) -> None:
-        results[i] = await action(session.engine(dsn), session.label(dsn))
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for i, dsn in enumerate(session.config.dsns):
-                tg.start_soon(one, i, dsn)
-    except BaseExceptionGroup as group:
-        raise _first(group) from None
-    return results
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a task group: a TenantmigError if there is one."""
-    ours, _rest = group.split(TenantmigError)
-    leaves = list(_leaves(ours if ours is not None else group))
-    return leaves[0]
-
-
-def _leaves(error: BaseException) -> Iterator[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield error
+        await self.fleet.close(wait=False)
 
 
 def _run_exit(session: _Session, reports: Sequence[Report]) -> int:
@@ -359,29 +195,25 @@ async def _migrate(session: _Session) -> int:
     use_bar = session.err.is_terminal and not getattr(args, "json", False)
     display = _render.ProgressDisplay(session.err, args.command) if use_bar else None
     session.progress = display
+    fleet = session.fleet
+    arguments = {k: v for k, v in vars(args).items()
+                 if k not in ("dsn", "func", "config") and v not in (None, [], False)}
 
-    async def act(engine: Engine, label: str) -> Report:
-        arguments = {k: v for k, v in vars(args).items()
-                     if k not in ("dsn", "func", "config") and v not in (None, [], False)}
+    async def act() -> list[Report]:
         if args.command == "up":
-            return await engine.upgrade(session.tenants(engine), target=args.target,
-                                        exclude=session.exclude(engine),
-                                        prefix=session.config.prefix,
-                                        arguments=arguments,
-                                        plan=session.plans.get(engine.dsn or ""))
+            return await fleet.upgrade(session.tenants(), target=args.target,
+                                       exclude=session.exclude(), arguments=arguments)
         if args.command == "down":
-            return await engine.downgrade(args.target, session.tenants(engine),
-                                          exclude=session.exclude(engine),
-                                          prefix=session.config.prefix,
-                                          arguments=arguments)
-        return await engine.resume(args.run_id)
+            return await fleet.downgrade(args.target, session.tenants(),
+                                         exclude=session.exclude(), arguments=arguments)
+        return await fleet.resume(args.run_id)
 
     if display is not None:
         with display:
-            reports = await _each_database(session, act)
+            reports = await act()
     else:
-        reports = await _each_database(session, act)
-    labels = [session.label(d) for d in session.config.dsns]
+        reports = await act()
+    labels = session.labels()
     if getattr(args, "json", False):
         _print_json(session, [_render.report_json(r, lbl)
                               for r, lbl in zip(reports, labels, strict=True)])
@@ -398,22 +230,18 @@ def _print_json(session: _Session, documents: list[Any]) -> None:
 
 async def _show(
     session: _Session,
-    fetch: Callable[[Engine], Awaitable[_T]],
+    found: Sequence[_T],
     as_json: Callable[[_T, str], Any],
     as_text: Callable[[_T, str], None],
 ) -> int:
-    """A read-only command on every database: one JSON document, or text per database."""
-
-    async def act(engine: Engine, label: str) -> Any:
-        found = await fetch(engine)
-        if session.args.json:
-            return as_json(found, label)
-        as_text(found, label)
-        return None
-
-    results = await _each_database(session, act)
+    """What a read-only command found in each database: one JSON document, or text per
+    database."""
+    labels = session.labels()
     if session.args.json:
-        _print_json(session, results)
+        _print_json(session, [as_json(f, lbl) for f, lbl in zip(found, labels, strict=True)])
+    else:
+        for f, lbl in zip(found, labels, strict=True):
+            as_text(f, lbl)
     return EXIT_OK
 
 
@@ -427,43 +255,24 @@ async def _plan(session: _Session) -> int:
             session.out.print(f"[red]Drift:[/] up would refuse: versions "
                               f"{', '.join(map(str, sorted(drift)))} differ from files.")
 
-    return await _show(
-        session,
-        lambda engine: engine.plan(session.tenants(engine), target=args.target,
-                                   exclude=session.exclude(engine),
-                                   prefix=session.config.prefix),
-        _render.plan_json,
-        text,
-    )
+    plans = await session.fleet.plan(session.tenants(), target=args.target,
+                                     exclude=session.exclude())
+    return await _show(session, plans, _render.plan_json, text)
 
 
 async def _status(session: _Session) -> int:
-    return await _show(
-        session,
-        lambda engine: engine.status(session.tenants(engine), exclude=session.exclude(engine),
-                                     prefix=session.config.prefix),
-        _render.status_json,
-        lambda status, label: _render.print_status(session.out, status, label),
-    )
+    found = await session.fleet.status(session.tenants(), exclude=session.exclude())
+    return await _show(session, found, _render.status_json,
+                       lambda status, label: _render.print_status(session.out, status, label))
 
 
 async def _ledger(session: _Session) -> int:
+    found = await session.fleet.ledger(session.args.run_id)
     return await _show(
-        session,
-        lambda engine: engine.ledger(session.args.run_id),
-        lambda found, label: _render.ledger_json(*found, label),
-        lambda found, label: _render.print_ledger(session.out, *found, label),
+        session, found,
+        lambda f, label: _render.ledger_json(*f, label),
+        lambda f, label: _render.print_ledger(session.out, *f, label),
     )
-
-
-_COMMANDS: dict[str, Callable[[_Session], Awaitable[int]]] = {
-    "up": _migrate,
-    "down": _migrate,
-    "resume": _migrate,
-    "plan": _plan,
-    "status": _status,
-    "ledger": _ledger,
-}
 
 
 def _quiet_cancelled_transactions(loop: asyncio.AbstractEventLoop,
@@ -477,7 +286,8 @@ def _quiet_cancelled_transactions(loop: asyncio.AbstractEventLoop,
     loop.default_exception_handler(context)
 
 
-async def _main_async(session: _Session) -> int:
+async def _main_async(session: _Session,
+                      action: Callable[[_Session], Awaitable[int]]) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled_transactions)
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -486,9 +296,7 @@ async def _main_async(session: _Session) -> int:
     try:
         with anyio.CancelScope() as scope:
             session.cancel_scope = scope
-            if session.args.command in ("up", "down", "plan", "status"):
-                await session.preflight()
-            code = await _COMMANDS[session.args.command](session)
+            code = await action(session)
         if scope.cancelled_caught and session.args.command in ("up", "down", "resume"):
             # Cancelled by a second signal: no report was made, so say where things stand.
             session.notice("cancelled", "Cancelled: migrations in progress were stopped "
@@ -500,6 +308,116 @@ async def _main_async(session: _Session) -> int:
     if session.signal is not None:
         return EXIT_SIGTERM if session.signal == signal.SIGTERM else EXIT_SIGINT
     return code
+
+
+Run = Callable[[argparse.Namespace, Config], int]
+"""A command: its parsed arguments and the configuration in, the exit code out."""
+
+
+def _on_database(action: Callable[[_Session], Awaitable[int]], *,
+                 migrations: bool = True) -> Run:
+    """A command that works on the databases of the configuration (the fleet)."""
+
+    def run(args: argparse.Namespace, config: Config) -> int:
+        if not config.dsns:
+            raise TenantmigError("no database: give --dsn, set TENANTMIG_DSN, or put dsn in "
+                                 "tenantmig.toml")
+        loaded = (load_migrations(config.migrations) if migrations
+                  else MigrationSet(config.migrations, ()))
+        return asyncio.run(_main_async(_Session(args, config, loaded), action))
+
+    return run
+
+
+def _lazy(module: str, name: str) -> Run:
+    """A command whose module is imported only when it runs (start-up time of the rest)."""
+
+    def run(args: argparse.Namespace, config: Config) -> int:
+        command: Run = getattr(importlib.import_module(module, __package__), name)
+        return command(args, config)
+
+    return run
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=int, metavar="V", help="stop at version V")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan; touch nothing")
+    _json(parser)
+
+
+def _down_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=int, metavar="V", required=True)
+    _json(parser)
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", type=int, metavar="V")
+    _json(parser)
+
+
+def _run_id_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help="default: the latest run")
+    _json(parser)
+
+
+def _lint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fix", action="store_true",
+                        help="add missing {{schema}}. qualifiers to the SQL files (changes "
+                        "their checksums: only for migrations not applied anywhere yet)")
+    parser.add_argument("--list", action="store_true", help="list the rules")
+    _json(parser)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenants", type=int, default=300, metavar="N")
+    parser.add_argument("--concurrency", type=int, default=8, metavar="N")
+
+
+def _new_arguments(parser: argparse.ArgumentParser) -> None:
+    from ._new import add_arguments
+
+    add_arguments(parser)
+
+
+@dataclass(frozen=True)
+class _Command:
+    help: str
+    groups: tuple[str, ...]
+    """Shared option groups besides the common ones: ``targeting``, ``execution``."""
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Run
+
+
+_MIGRATE = ("targeting", "execution")
+
+_COMMANDS: dict[str, _Command] = {
+    "up": _Command("migrate targeted tenants to the latest version (or --target)", _MIGRATE,
+                   _up_arguments, _on_database(_migrate)),
+    "down": _Command("apply undo migrations down to --target", _MIGRATE, _down_arguments,
+                     _on_database(_migrate)),
+    "plan": _Command("what up would do, with the SQL for one tenant", ("targeting",),
+                     _plan_arguments, _on_database(_plan)),
+    "status": _Command("versions across tenants, pending, drifted, failed", ("targeting",),
+                       _json, _on_database(_status)),
+    "resume": _Command("re-run the failed and unfinished tenants of a run", ("execution",),
+                       _run_id_arguments, _on_database(_migrate)),
+    # The ledger is read from the control schema alone: no migrations folder needed.
+    "ledger": _Command("show a run's ledger", (), _run_id_arguments,
+                       _on_database(_ledger, migrations=False)),
+    "lint": _Command("static safety checks of the migration files (no database)", (),
+                     _lint_arguments, _lazy("._lint", "run_lint")),
+    "new": _Command("write the next migration file(s), optionally from a safe pattern", (),
+                    _new_arguments, _lazy("._new", "run_new")),
+    "demo": _Command("migrate sample tenants in a throwaway local PostgreSQL", (),
+                     _demo_arguments, _lazy("._demo", "run_demo")),
+}
+"""Every command, in the order ``--help`` lists them. Adding one: an entry here, its
+``run(args, config) -> int`` (in a module of its own when it is more than a few lines),
+its test and its section in docs/cli.md."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -515,26 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dsns = list(config.dsns)
         json_logs = config.log_format == "json"
         configure(config.log_format, verbosity=args.verbose, dsns=dsns)
-        if args.command == "demo":
-            from ._demo import run_demo
-
-            return run_demo(args, config)
-        if args.command == "lint":
-            from ._lint import run_lint
-
-            return run_lint(args, config)
-        if args.command == "new":
-            from ._new import run_new
-
-            return run_new(args, config)
-        if not config.dsns:
-            raise TenantmigError("no database: give --dsn, set TENANTMIG_DSN, or put dsn in "
-                                 "tenantmig.toml")
-        # The ledger is read from the control schema alone: no migrations folder needed.
-        migrations = (MigrationSet(config.migrations, ()) if args.command == "ledger"
-                      else load_migrations(config.migrations))
-        session = _Session(args, config, migrations)
-        return asyncio.run(_main_async(session))
+        return _COMMANDS[args.command].run(args, config)
     except TenantmigError as exc:
         message = scrub(str(exc), dsns)
         if json_logs:

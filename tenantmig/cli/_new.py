@@ -126,7 +126,7 @@ def _lint(out: Console, directory: Path, paths: list[Path], config: Config) -> N
     names = {path.name for path in paths}
     try:
         findings = lint_migrations(load_migrations(directory),
-                                   shared_schemas=config.shared_schemas)
+                                   shared_schemas=config.options.shared_schemas)
     except TenantmigError as exc:
         out.print(f"Not linted: the folder does not load yet: {exc}", markup=False)
         return
