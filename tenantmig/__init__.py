@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._exceptions import (
+        BaselineError,
         ConfigError,
         DatabaseUnavailable,
         DriftError,
@@ -38,6 +39,7 @@ _WHERE = {
     "LoadError": "._exceptions",
     "TargetError": "._exceptions",
     "TenantmigError": "._exceptions",
+    "BaselineError": "._exceptions",
     "MigrationContext": ".context",
     "Engine": ".engine",
     "provision": ".engine",
@@ -55,6 +57,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "BaselineError",
     "ConfigError",
     "DatabaseUnavailable",
     "DriftError",

@@ -6,6 +6,7 @@ TenantmigError                  root: the CLI prints its message, never a traceb
 ├── TargetError                 a named tenant or version that does not exist (exit 2)
 ├── DriftError                  an applied migration whose file changed (exit 2)
 ├── LintError                   a migration fails a safety check (exit 2)
+├── BaselineError               a tenant's history contradicts a baseline (exit 2)
 └── DatabaseUnavailable         the database cannot be reached (exit 2)
 
 Failures of single tenants are not exceptions: they are outcomes in the report and
@@ -71,3 +72,12 @@ class LintError(TenantmigError):
 
 class DatabaseUnavailable(TenantmigError):
     """The database could not be reached or refused us."""
+
+
+class BaselineError(TenantmigError):
+    """``baseline`` refused: a targeted tenant's history already says otherwise."""
+
+    def __init__(self, message: str, problems: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+        """tenant -> what in its history contradicts the baseline."""

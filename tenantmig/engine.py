@@ -5,31 +5,27 @@ The command line and the Python API are thin layers over :class:`Engine`.
 
 from __future__ import annotations
 
-import contextlib
-import re
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
 
-import anyio
-import asyncpg
 import structlog
 
 from . import control
 from ._exceptions import (
+    BaselineError,
     ConfigError,
-    DatabaseUnavailable,
-    DriftError,
     LintError,
     TargetError,
 )
-from ._sql import quote_ident, redact_dsn, scrub
+from ._pool import open_pool
+from ._sql import quote_ident
+from .baseline import disagreements
 from .discovery import (
     Targeting,
     discover,
@@ -37,82 +33,17 @@ from .discovery import (
     is_reserved,
     listed,
 )
-from .durations import format_ms
-from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
+from .executor import ExecOptions, OutcomeCallback, TenantOutcome
 from .history import read_histories
-from .ledger import (
-    LedgerRow,
-    LedgerWriter,
-    RunRecord,
-    finish_run,
-    latest_failures,
-    persistently,
-    read_ledger,
-    read_run,
-    start_run,
-)
+from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_ledger, read_run
 from .lint import Finding, blocking, lint_migrations
 from .options import Options, Settings
-from .plan import Plan, TenantPlan, make_plan, plan_down
+from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down
 from .report import Report, Status, TenantStatus
+from .runs import StopSwitch, baseline_run, begin_run, database_refusal, run_plans
 from .source import MigrationSet, load_migrations
 
 log = structlog.get_logger("tenantmig")
-
-_SPARE_IDLE = 2.0
-"""Seconds an idle pooled connection beyond ``concurrency`` stays open."""
-
-_CONNECT_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    TimeoutError,
-)
-
-
-@contextlib.contextmanager
-def _refused(what: str) -> Iterator[None]:
-    """A server error in tenantmig's own queries before any tenant is touched (a missing
-    privilege, most often) is the database refusing the command, not a tenant's failure."""
-    try:
-        yield
-    except asyncpg.PostgresError as exc:
-        raise _refusal(what, exc) from exc
-    except BaseExceptionGroup as group:  # from a task group (history reads)
-        matched, _rest = group.split(asyncpg.PostgresError)
-        if matched is None:
-            raise
-        first: BaseException = matched
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise _refusal(what, first) from group
-
-
-def _refusal(what: str, exc: BaseException) -> DatabaseUnavailable:
-    sqlstate = getattr(exc, "sqlstate", None)
-    return DatabaseUnavailable(
-        f"{what}: {exc.__class__.__name__}: {exc} (SQLSTATE {sqlstate}); nothing was migrated"
-    )
-
-
-_UNPARSABLE_DSN = (
-    "cannot parse the DSN {}: it must be a postgresql:// URL whose user name and password "
-    "have / ? # @ : percent-encoded (/ as %2F, ? as %3F, # as %23, @ as %40, : as %3A), "
-    "with a numeric port"
-)
-
-
-def _authority(dsn: str) -> str:
-    """The user:password@host:port part of a URL DSN."""
-    rest = dsn.split("://", 1)[-1]
-    return re.split(r"[/?#]", rest, maxsplit=1)[0]
-
-
-def new_run_id() -> str:
-    """Sortable and unique enough across runners: UTC time plus random bits."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-
 
 class Engine:
     """Migrates the tenant schemas of one database.
@@ -164,8 +95,7 @@ class Engine:
         )
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start
-        self._executor: Executor | None = None
-        self._stop_requested = False
+        self._stop = StopSwitch()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -185,42 +115,7 @@ class Engine:
         """The connection pool, opened on first use."""
         if self._pool is None:
             assert self.dsn is not None
-            # standard_conforming_strings: render() escapes {{schema}} inside '...' for it
-            # (the server default since 9.1; PgBouncer tracks it per client).
-            settings = {"application_name": "tenantmig", "standard_conforming_strings": "on"}
-            if not self.pgbouncer:
-                # Every query of ours is schema-qualified; migrations must be too. (Through
-                # PgBouncer these are set per transaction by the apply procedure instead.)
-                settings["search_path"] = ""
-                settings["lock_timeout"] = format_ms(self.options.lock_timeout_ms)
-            if _authority(self.dsn).count("@") > 1:
-                # asyncpg would take the host to be what follows the first @ (and fail to
-                # resolve "ss@db.internal"), a message that hides the real problem.
-                raise ConfigError(_UNPARSABLE_DSN.format(redact_dsn(self.dsn)))
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self.dsn,
-                    # The workers' connections are opened up front: backend start-ups
-                    # belong before the fan-out. One more only while something needs it
-                    # (the ledger, when no tenant finishes for a while), closed once idle:
-                    # a connected backend, even an idle one, pays for every catalog change
-                    # the others make (see ledger).
-                    min_size=self.options.concurrency,
-                    max_size=self.options.concurrency + 1,
-                    max_inactive_connection_lifetime=_SPARE_IDLE,
-                    server_settings=settings,
-                    # PgBouncer in transaction mode cannot keep named prepared statements.
-                    statement_cache_size=0 if self.pgbouncer else 100,
-                )
-            except _CONNECT_ERRORS as exc:
-                raise DatabaseUnavailable(
-                    f"cannot connect to {redact_dsn(self.dsn)}: "
-                    f"{scrub(str(exc) or type(exc).__name__, [self.dsn])}"
-                ) from None
-            except ValueError:
-                # asyncpg's message quotes the piece it failed on, which may be part of
-                # the password: say only what to check.
-                raise ConfigError(_UNPARSABLE_DSN.format(redact_dsn(self.dsn))) from None
+            self._pool = await open_pool(self.dsn, self.settings)
         return self._pool
 
     async def close(self, *, wait: bool = True) -> None:
@@ -238,9 +133,7 @@ class Engine:
 
     def request_stop(self) -> None:
         """Start no new tenant (e.g. on SIGINT); running ones finish and are recorded."""
-        self._stop_requested = True
-        if self._executor is not None:
-            self._executor.stop()
+        self._stop.request()
 
     # --- reading --------------------------------------------------------------------
 
@@ -258,7 +151,7 @@ class Engine:
             exclude=tuple(exclude),
         )
         pool = await self.pool()
-        with _refused("discovering tenant schemas"):
+        with database_refusal("discovering tenant schemas"):
             async with pool.acquire() as conn:
                 return await discover(conn, targeting, control_schema=self.control_schema)
 
@@ -305,7 +198,7 @@ class Engine:
         return make_plan(self.migrations, histories, names, target)
 
     async def _histories(self, names: Sequence[str]) -> dict[str, dict[int, str] | None]:
-        with _refused("reading the tenants' histories"):
+        with database_refusal("reading the tenants' histories"):
             return await read_histories(await self.pool(), names,
                                         concurrency=self.options.concurrency,
                                         session=self.options.session)
@@ -320,13 +213,15 @@ class Engine:
         """Versions across tenants, pending and drifted, and failures of the latest run."""
         plan = await self._plan(tenants, exclude=exclude, prefix=prefix)
         pool = await self.pool()
-        with _refused("reading the control schema"):
+        with database_refusal("reading the control schema"):
             async with pool.acquire() as conn:
                 last_run = await read_run(conn, self.control_schema, None)
                 failures = (
                     await latest_failures(conn, self.control_schema) if last_run
                     else {}
                 )
+                adopted = await baselines(conn, self.control_schema,
+                                          [t.tenant for t in plan.tenants])
         by_version = Counter(t.current for t in plan.tenants)
         return Status(
             head=self.migrations.head,
@@ -338,6 +233,7 @@ class Engine:
                     drifted=t.drifted,
                     unknown=t.unknown,
                     last_failure=failures.get(t.tenant),
+                    baselined=adopted.get(t.tenant),
                 )
                 for t in plan.tenants
             ),
@@ -350,7 +246,7 @@ class Engine:
     ) -> tuple[RunRecord, list[LedgerRow]]:
         """A run (default: the latest) and its ledger rows."""
         pool = await self.pool()
-        with _refused("reading the control schema"):
+        with database_refusal("reading the control schema"):
             async with pool.acquire() as conn:
                 run = await read_run(conn, self.control_schema, run_id)
                 if run is None:
@@ -429,7 +325,7 @@ class Engine:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
         self.check_safety()
         pool = await self.pool()
-        with _refused("reading the control schema"):
+        with database_refusal("reading the control schema"):
             async with pool.acquire() as conn:
                 run = await read_run(conn, self.control_schema, run_id)
                 if run is None:
@@ -460,24 +356,60 @@ class Engine:
                                         command="resume", resumed_from=run.run_id)
         return report
 
+    async def check_baseline(
+        self, version: int, tenants: Iterable[str] | None = None, *,
+        exclude: Iterable[str] = (), prefix: str | None = None,
+    ) -> tuple[list[str], dict[str, dict[int, str] | None]]:
+        """Raise :class:`BaselineError` if :meth:`baseline` would refuse; otherwise the
+        targeted tenants and their histories."""
+        if version not in self.migrations.by_version():
+            raise TargetError(f"no migration has version {version}")
+        names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        histories = await self._histories(names)
+        adopted = self.migrations.upto(version)
+        problems = {t: p for t in names if (p := disagreements(adopted, histories[t]))}
+        if problems:
+            shown = "; ".join(f"{t}: {', '.join(p)}" for t, p in list(problems.items())[:10])
+            more = f"; and {len(problems) - 10} more tenants" if len(problems) > 10 else ""
+            raise BaselineError(
+                f"baseline to {version} refused, nothing was written: {shown}{more}", problems)
+        return names, histories
+
+    async def baseline(
+        self,
+        version: int,
+        tenants: Iterable[str] | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        prefix: str | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> Report:
+        """Adopt tenants that already hold the schema: record versions up to *version* as
+        applied (today's checksums) without running them, as a ``baseline`` run in the
+        ledger. Raises :class:`BaselineError`, writing nothing, when a targeted tenant's
+        history already says otherwise (see :mod:`tenantmig.baseline`)."""
+        t0 = time.perf_counter()
+        names, histories = await self.check_baseline(version, tenants, exclude=exclude,
+                                                     prefix=prefix)
+        adopted = self.migrations.upto(version)
+        todo = {t for t in names
+                if not {m.version for m in adopted} <= set(histories[t] or {})}
+        current = {t: max(h) if (h := histories[t]) else None for t in names}
+        pool = await self.pool()
+        run_id = await begin_run(
+            pool, self.control_schema, self.prefix, command="baseline", target=version,
+            arguments=arguments or {}, resumed_from=None,
+            tenants=[(t, "pending" if t in todo else "skipped", current[t], version)
+                     for t in names])
+        return await baseline_run(pool, self.settings.concurrency, self.control_schema, run_id,
+                                  names, todo, adopted, version, current, t0)
+
     def refuse_drift(self, plan: Plan) -> None:
         """Raise :class:`DriftError` naming the changed files and their tenants, if *plan*
         shows drift."""
-        drift = plan.drift()
-        if not drift:
-            return
-        known = self.migrations.by_version()
-        lines = []
-        for version, names in sorted(drift.items()):
-            what = (
-                f"{known[version].filename} changed after it was applied"
-                if version in known
-                else f"version {version} was applied but has no file"
-            )
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
-                                             else "")
-            lines.append(f"{what} (tenants: {shown})")
-        raise DriftError("drift: " + "; ".join(lines), drift)
+        error = drift_error(plan, self.migrations)
+        if error is not None:
+            raise error
 
     async def _execute(
         self,
@@ -523,84 +455,24 @@ class Engine:
                 for f in accepted
             ]}
         pool = await self.pool()
-        with _refused(f"setting up the control schema {self.control_schema!r}"):
-            async with pool.acquire() as conn:
-                await control.ensure_control(conn, self.control_schema, self.prefix)
-                run_id = new_run_id()
-                await start_run(
-                    conn,
-                    self.control_schema,
-                    run_id=run_id,
-                    command=command,
-                    target=target,
-                    arguments=arguments or {},
-                    resumed_from=resumed_from,
-                    tenants=[
-                        (p.tenant, "pending" if p.pending else "skipped", p.current, target)
-                        for p in plans
-                    ],
-                )
-        run_log = log.bind(run_id=run_id)
-        run_log.info("run started", command=command, tenants=len(plans), work=len(work),
-                     target=target, concurrency=self.options.concurrency)
+        run_id = await begin_run(
+            pool, self.control_schema, self.prefix, command=command, target=target,
+            arguments=arguments or {}, resumed_from=resumed_from,
+            tenants=[(p.tenant, "pending" if p.pending else "skipped", p.current, target)
+                     for p in plans],
+        )
+        log.info("run started", run_id=run_id, command=command, tenants=len(plans),
+                 work=len(work), target=target, concurrency=self.options.concurrency)
         if self.on_run_start is not None:
             self.on_run_start(len(work) + len(refused))
-        writer = LedgerWriter(pool, self.control_schema, run_id)
-        user_callback = self.on_outcome
-        callback_error: list[Exception] = []
-
-        async def on_outcome(outcome: TenantOutcome) -> None:
-            writer.add(outcome)
-            if user_callback is not None:
-                try:
-                    result = user_callback(outcome)
-                    if result is not None:
-                        await result
-                except Exception as exc:
-                    # The application's error stops the run; it gets it back as itself.
-                    callback_error.append(exc)
-                    raise
-
-        for outcome in refused.values():
-            await on_outcome(outcome)
-
-        executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
-                            direction=direction, on_cancelled=writer.add,
-                            between_tenants=writer.between_tenants)
-        self._executor = executor
-        executor.count_failures(len(refused))
-        if self._stop_requested:
-            executor.stop()
-        status = "failed"
         try:
-            async with writer:
-                outcomes = await executor.run(work, target)
-            by_tenant = {o.tenant: o for o in outcomes}
-            ordered = tuple(by_tenant.get(p.tenant) or refused.get(p.tenant)
-                            or skipped[p.tenant] for p in plans)
-            report = Report(command, run_id, target, ordered, time.perf_counter() - t0,
-                            interrupted=executor.stopping and self._stop_requested)
-            status = ("interrupted" if report.interrupted
-                      else "succeeded" if report.ok else "failed")
-            return report
-        except BaseException:
-            status = "interrupted"
-            if callback_error:
-                raise callback_error[0]  # noqa: B904 - the group it came in is the context
-            raise
+            return await run_plans(
+                pool, self.options, self.control_schema, run_id, self._stop,
+                plans=plans, work=work, target=target, direction=direction,
+                command=command, refused=refused, on_outcome=self.on_outcome, t0=t0,
+            )
         finally:
-            self._executor = None
-            self._stop_requested = False  # a stop ends this run, not the engine
-
-            async def finish() -> None:
-                async with pool.acquire() as conn:
-                    await finish_run(conn, self.control_schema, run_id, status)
-
-            with anyio.CancelScope(shield=True):
-                error = await persistently(finish)
-            if error is not None:
-                run_log.warning("could not record the end of the run", error=str(error))
-            run_log.info("run finished", status=status)
+            self._stop = StopSwitch()  # a stop ends this run, not the engine
 
 
 def _check_plan(plan: Plan, tenants: Iterable[str] | None, target: int | None) -> None:

@@ -182,6 +182,26 @@ class Fleet:
             target, self._tenants(i, names), exclude=self._exclude(i, exclude),
             arguments=arguments))
 
+    async def baseline(
+        self, version: int, tenants: Iterable[str] | None = None, *,
+        exclude: Iterable[str] = (), arguments: dict[str, Any] | None = None,
+    ) -> list[Report]:
+        """Each database's :meth:`Engine.baseline`; with several databases, only once
+        none of them refuses (each tenant's history is checked first everywhere)."""
+        names = None if tenants is None else list(tenants)
+        exclude = list(exclude)
+        await self._share_out(names, exclude)
+        if len(self.engines) > 1:
+
+            async def preflight(i: int, engine: Engine) -> None:
+                await engine.check_baseline(version, self._tenants(i, names),
+                                            exclude=self._exclude(i, exclude))
+
+            await self._each_indexed(preflight)
+        return await self._each_indexed(lambda i, engine: engine.baseline(
+            version, self._tenants(i, names), exclude=self._exclude(i, exclude),
+            arguments=arguments))
+
     async def resume(self, run_id: str | None = None) -> list[Report]:
         """Each database's :meth:`Engine.resume`."""
         return await self._each(lambda engine: engine.resume(run_id))

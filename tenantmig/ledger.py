@@ -399,3 +399,19 @@ async def latest_failures(conn: Any, control_schema: str) -> dict[str, LedgerRow
         return {}
     return {r.tenant: r for r in await read_ledger(conn, control_schema, run.run_id)
             if r.status == "failed"}
+
+
+async def baselines(conn: Any, control_schema: str, tenants: Sequence[str]) -> dict[str, int]:
+    """Tenant -> the version its latest successful ``baseline`` run recorded, for
+    ``status``; tenants never baselined are left out."""
+    if not tenants or not await control_exists(conn, control_schema, this_release=False):
+        return {}
+    ctl = quote_ident(control_schema)
+    rows = await conn.fetch(
+        f"SELECT DISTINCT ON (l.tenant) l.tenant, l.version_reached FROM {ctl}.ledger l "
+        f"JOIN {ctl}.runs r ON r.run_id = l.run_id "
+        "WHERE r.command = 'baseline' AND l.status = 'succeeded' AND l.tenant = ANY($1::text[]) "
+        "ORDER BY l.tenant, r.started_at DESC",
+        list(tenants),
+    )
+    return {r["tenant"]: r["version_reached"] for r in rows}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from ._exceptions import DriftError
 from .source import Migration, MigrationSet
 
 Applied = Mapping[int, str]
@@ -144,3 +145,23 @@ def plan_down(
         has_history=applied is not None,
         applied=tuple(sorted(history)),
     )
+
+
+def drift_error(plan: Plan, migrations: MigrationSet) -> DriftError | None:
+    """The refusal of a run on *plan*, naming the changed files and their tenants; None
+    without drift."""
+    drift = plan.drift()
+    if not drift:
+        return None
+    known = migrations.by_version()
+    lines = []
+    for version, names in sorted(drift.items()):
+        what = (
+            f"{known[version].filename} changed after it was applied"
+            if version in known
+            else f"version {version} was applied but has no file"
+        )
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                         else "")
+        lines.append(f"{what} (tenants: {shown})")
+    return DriftError("drift: " + "; ".join(lines), drift)

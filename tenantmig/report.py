@@ -71,6 +71,8 @@ class TenantStatus:
     drifted: tuple[int, ...]
     unknown: tuple[int, ...]
     last_failure: LedgerRow | None = None
+    baselined: int | None = None
+    """The version up to which ``baseline`` recorded this tenant's history (no SQL ran)."""
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,8 @@ class Status:
     @property
     def failed(self) -> list[TenantStatus]:
         return [t for t in self.tenants if t.last_failure is not None]
+
+    @property
+    def baselined(self) -> dict[int, int]:
+        """Baseline version -> how many tenants were adopted at it."""
+        return dict(Counter(t.baselined for t in self.tenants if t.baselined is not None))

@@ -200,6 +200,9 @@ async def _migrate(session: _Session) -> int:
                  if k not in ("dsn", "func", "config") and v not in (None, [], False)}
 
     async def act() -> list[Report]:
+        if args.command == "baseline":
+            return await fleet.baseline(args.version, session.tenants(),
+                                        exclude=session.exclude(), arguments=arguments)
         if args.command == "up":
             return await fleet.upgrade(session.tenants(), target=args.target,
                                        exclude=session.exclude(), arguments=arguments)
@@ -364,6 +367,12 @@ def _run_id_arguments(parser: argparse.ArgumentParser) -> None:
     _json(parser)
 
 
+def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", type=int, metavar="V", required=True,
+                        help="record versions up to V as applied (they are not run)")
+    _json(parser)
+
+
 def _lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fix", action="store_true",
                         help="add missing {{schema}}. qualifiers to the SQL files (changes "
@@ -405,6 +414,9 @@ _COMMANDS: dict[str, _Command] = {
                        _json, _on_database(_status)),
     "resume": _Command("re-run the failed and unfinished tenants of a run", ("execution",),
                        _run_id_arguments, _on_database(_migrate)),
+    "baseline": _Command("adopt existing tenants: record versions up to --version as applied "
+                         "without running them", ("targeting",), _baseline_arguments,
+                         _on_database(_migrate)),
     # The ledger is read from the control schema alone: no migrations folder needed.
     "ledger": _Command("show a run's ledger", (), _run_id_arguments,
                        _on_database(_ledger, migrations=False)),

@@ -173,12 +173,15 @@ def print_report(console: Console, report: Report, database: str) -> None:
             console.print(f"Nothing to do{where}: no tenant schema matched.")
         return
     verb = {"up": "migrated", "down": "downgraded", "resume": "resumed",
-            "provision": "provisioned"}.get(report.command, report.command)
+            "provision": "provisioned", "baseline": "adopted"}.get(report.command,
+                                                                   report.command)
+    applied = ("version(s) recorded as applied, none run" if report.command == "baseline"
+               else "migration(s) applied")
     console.print(
         f"Run {report.run_id}{where}: {counts['succeeded']} {verb}, "
         f"{counts['failed']} failed, {counts['pending']} pending, "
         f"{counts['skipped']} already at target {_v(report.target)}; "
-        f"{report.applied_count} migration(s) applied in {report.seconds:.2f}s."
+        f"{report.applied_count} {applied} in {report.seconds:.2f}s."
     )
     if report.interrupted:
         console.print("[yellow]Interrupted:[/] tenants not started are pending in the ledger; "
@@ -193,12 +196,20 @@ def print_report(console: Console, report: Report, database: str) -> None:
         table = Table(title="Failed tenants", title_justify="left")
         for column in ("tenant", "version", "sqlstate", "attempts", "error"):
             table.add_column(column)
-        for o in report.failed[:50]:
-            table.add_row(escape(o.tenant), _v(o.failing_version), o.sqlstate or "-",
-                          str(o.attempts), escape((o.message or "")[:300]))
+        groups = failure_groups(report.failed)
+        for group in groups[:50]:
+            first = group[0]
+            who = escape(first.tenant) if len(group) == 1 else (
+                f"{len(group)} tenants: " + ", ".join(escape(o.tenant) for o in group[:3])
+                + (", ..." if len(group) > 3 else ""))
+            message = first.message or ""
+            if len(group) > 1:
+                message = _anonymous(first)
+            table.add_row(who, _v(first.failing_version), first.sqlstate or "-",
+                          str(max(o.attempts for o in group)), escape(message[:_MESSAGE_SHOWN]))
         console.print(table)
-        if len(report.failed) > 50:
-            console.print(f"... and {len(report.failed) - 50} more: tenantmig ledger "
+        if len(groups) > 50:
+            console.print(f"... and {len(groups) - 50} more kinds of failure: tenantmig ledger "
                           f"{report.run_id}")
     if report.pending or any(o.attempts > 0 for o in report.failed):
         console.print(f"Retry the failed and pending tenants with: tenantmig resume "
@@ -208,6 +219,27 @@ def print_report(console: Console, report: Report, database: str) -> None:
         # stand would be refused again.
         console.print("Nothing was tried in the failed tenants: fix what their errors name, "
                       f"then finish with: tenantmig resume {report.run_id}")
+
+
+_MESSAGE_SHOWN = 600
+"""Characters of a failure's message in the summary (with PostgreSQL's DETAIL, HINT and
+CONTEXT it can be long; the ledger keeps it whole)."""
+
+
+def _anonymous(outcome: TenantOutcome) -> str:
+    """The failure's message with the tenant's own name in it replaced by ``<tenant>``."""
+    message = outcome.message or ""
+    quoted = '"' + outcome.tenant.replace('"', '""') + '"'
+    return message.replace(quoted, "<tenant>").replace(outcome.tenant, "<tenant>")
+
+
+def failure_groups(failed: list[TenantOutcome]) -> list[list[TenantOutcome]]:
+    """Failures that are the same but for the tenant (version, SQLSTATE, message with the
+    tenant's name taken out), most common first: the summary shows each kind once."""
+    groups: dict[tuple[int | None, str | None, str], list[TenantOutcome]] = {}
+    for o in failed:
+        groups.setdefault((o.failing_version, o.sqlstate, _anonymous(o)), []).append(o)
+    return sorted(groups.values(), key=len, reverse=True)
 
 
 def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
@@ -295,6 +327,8 @@ def status_json(status: Status, database: str) -> dict[str, Any]:
              "sqlstate": t.last_failure.sqlstate, "message": t.last_failure.message}
             for t in status.failed if t.last_failure is not None
         ],
+        "baselined": {t.tenant: t.baselined for t in status.tenants
+                      if t.baselined is not None},
         "last_run": status.last_run.run_id if status.last_run else None,
         "last_run_probably_killed": bool(status.last_run and status.last_run.probably_dead()),
     }
@@ -315,8 +349,15 @@ def print_status(console: Console, status: Status, database: str) -> None:
         table.add_row(label, str(count))
     if status.tenants:
         console.print(table)
+    for version, count in sorted(status.baselined.items()):
+        console.print(f"{count} tenant(s) adopted by baseline at version {version} (recorded "
+                      "as applied, not run).")
     behind = status.behind
-    console.print(f"{len(behind)} tenant(s) behind head." if behind else "All tenants at head.")
+    if not status.tenants:
+        console.print("No tenant schema matches the targeting (check --prefix, --tenant).")
+    else:
+        console.print(f"{len(behind)} tenant(s) behind head." if behind
+                      else "All tenants at head.")
     for t in behind[:10]:
         console.print(f"  {escape(t.tenant)}: at {_v(t.current)}, pending "
                       + ", ".join(f"V{v}" for v in t.pending))
