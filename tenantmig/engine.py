@@ -36,7 +36,7 @@ from .discovery import (
 from .executor import ExecOptions, OutcomeCallback, TenantOutcome
 from .history import read_histories
 from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_ledger, read_run
-from .lint import Finding, blocking, lint_migrations
+from .lint import Finding, accept_history, blocking, lint_migrations
 from .options import Options, Settings
 from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down
 from .report import Report, Status, TenantStatus
@@ -164,7 +164,9 @@ class Engine:
         ``tenantmig:allow`` accepts. Returns the accepted findings, for the record."""
         if self._findings is None:
             self._findings = (
-                lint_migrations(self.migrations, shared_schemas=self.shared_schemas)
+                accept_history(
+                    lint_migrations(self.migrations, shared_schemas=self.shared_schemas),
+                    self.migrations, self.settings.lint_after)
                 if self.lint else []
             )
         unsafe = blocking(self._findings)

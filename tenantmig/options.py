@@ -34,6 +34,7 @@ class Settings(TypedDict, total=False):
     shared_schemas: Sequence[str]
     pgbouncer: bool
     lint: bool
+    lint_after: int | None
     retry_wait: tuple[float, float]
 
 
@@ -61,6 +62,9 @@ class Options:
     """The DSN goes through PgBouncer in transaction pooling mode."""
     lint: bool = True
     """Refuse migrations that fail a safety check."""
+    lint_after: int | None = None
+    """Findings in versions up to this one are shown but never block: the history that
+    production already ran (strong_migrations' ``start_after``)."""
     retry_wait: tuple[float, float] = (0.1, 5.0)
     """First and largest wait between retries, in seconds."""
 
@@ -69,6 +73,8 @@ class Options:
         _whole("retries", self.retries, 0)
         if self.max_failures is not None:
             _whole("max_failures", self.max_failures, 0)
+        if self.lint_after is not None:
+            _whole("lint_after", self.lint_after, 0)
         _whole("lock_timeout", self.lock_timeout_ms, 0)
         if self.lock_timeout_ms > MAX_TIMEOUT_MS:
             raise ConfigError(f"lock_timeout: {self.lock_timeout_ms}ms is more than PostgreSQL "
@@ -107,7 +113,7 @@ class Options:
         """Options from what a user wrote (the config file's keys, the command line's
         values): the keys it does not give keep their defaults."""
         known = {k: v for k, v in settings.items() if k in FILE_KEYS}
-        for name in ("concurrency", "retries", "max_failures"):
+        for name in ("concurrency", "retries", "max_failures", "lint_after"):
             if known.get(name) is not None:
                 known[name] = _whole(name, known[name], 0)
         return cls().updated(known)

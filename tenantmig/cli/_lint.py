@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 
 from ..config import Config
-from ..lint import RULES, blocking, fix_qualifiers, lint_migrations
+from ..lint import RULES, accept_history, blocking, fix_qualifiers, lint_migrations
 from ..source import load_migrations, sql_files
 from . import _render
 
@@ -36,7 +36,9 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
             out.print(f"{len(fixed)} file(s) changed: their checksums changed too, so only "
                       "do this before they are applied anywhere.")
     migrations = load_migrations(config.migrations)
-    findings = lint_migrations(migrations, shared_schemas=config.options.shared_schemas)
+    findings = accept_history(
+        lint_migrations(migrations, shared_schemas=config.options.shared_schemas),
+        migrations, config.options.lint_after)
     unsafe = blocking(findings)
     if args.json:
         out.print_json(_render.dumps({

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--shared-schema", action="append", default=[], metavar="NAME",
                         help="a schema shared by all tenants (extensions, lookups) that "
                         "migrations may reference (repeatable)")
+    common.add_argument("--lint-after", type=int, metavar="V",
+                        help="findings in versions up to V are shown but never block (the "
+                        "history production already ran)")
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log events on stderr (-v info, -vv debug)")
 
@@ -113,6 +116,7 @@ def _config(args: argparse.Namespace) -> Config:
             "atomic_tenant": getattr(args, "atomic_tenant", None),
             "shared_schemas": args.shared_schema or None,
             "pgbouncer": args.pgbouncer,
+            "lint_after": args.lint_after,
         },
         config_file=args.config,
     )

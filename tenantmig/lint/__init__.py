@@ -16,6 +16,7 @@ whole file. Accepted findings keep their reason in :attr:`Finding.allowed` and d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from ..source import Kind, MigrationSet, Step
 from ._common import RULES, SENTINEL, Finding
@@ -29,6 +30,7 @@ __all__ = [
     "ColumnType",
     "Finding",
     "LintState",
+    "accept_history",
     "blocking",
     "coercion",
     "fix_qualifiers",
@@ -76,6 +78,20 @@ def _lint_step(
 ) -> tuple[list[Finding], LintState]:
     assert step.sql is not None
     return run(step.sql, str(step.path), step.transactional, state, shared_schemas, step.allows)
+
+
+def accept_history(
+    findings: Iterable[Finding], migrations: MigrationSet, lint_after: int | None
+) -> list[Finding]:
+    """*findings* with those in versions up to *lint_after* accepted (shown, never
+    blocking): history that production already ran is judged, not refused."""
+    if lint_after is None:
+        return list(findings)
+    old = {str(step.path) for m in migrations.migrations if m.version <= lint_after
+           for step in (m.up, m.down) if step is not None}
+    reason = f"history: version up to --lint-after {lint_after}"
+    return [replace(f, allowed=reason) if f.path in old and f.allowed is None else f
+            for f in findings]
 
 
 def blocking(findings: Iterable[Finding]) -> list[Finding]:
