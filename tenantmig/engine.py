@@ -76,6 +76,7 @@ class Engine:
         self.migrations = (
             migrations if isinstance(migrations, MigrationSet) else load_migrations(migrations)
         )
+        self._folder = str(Path(self.migrations.directory).resolve())
         self.prefix = self.settings.prefix
         self.control_schema = self.settings.control_schema
         self.shared_schemas = self.settings.shared_schemas
@@ -456,10 +457,13 @@ class Engine:
                 {"file": f.path, "line": f.line, "rule": f.rule, "reason": f.allowed}
                 for f in accepted
             ]}
+        # Recorded so that resume can find the same files again.
+        arguments = {**(arguments or {}),
+                     "migrations_dir": self._folder}
         pool = await self.pool()
         run_id = await begin_run(
             pool, self.control_schema, self.prefix, command=command, target=target,
-            arguments=arguments or {}, resumed_from=resumed_from,
+            arguments=arguments, resumed_from=resumed_from,
             tenants=[(p.tenant, "pending" if p.pending else "skipped", p.current, target)
                      for p in plans],
         )

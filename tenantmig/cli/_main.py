@@ -12,7 +12,8 @@ import importlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -23,6 +24,7 @@ from .._exceptions import TenantmigError
 from .._sql import redact_dsn, scrub
 from ..config import Config, load_config
 from ..discovery import merge_tenants
+from ..engine import Engine
 from ..executor import TenantOutcome
 from ..fleet import Fleet
 from ..plan import Plan
@@ -336,6 +338,34 @@ def _on_database(action: Callable[[_Session], Awaitable[int]], *,
     return run
 
 
+def _resume(args: argparse.Namespace, config: Config) -> int:
+    """``resume``: without --migrations, the folder the resumed run used, if it still
+    exists (the run records it), so a resume from elsewhere applies the same files."""
+    if args.migrations is None and config.dsns:
+        folder = asyncio.run(_run_folder(config, args.run_id))
+        if folder is not None and folder.is_dir() and folder != config.migrations.resolve():
+            config = replace(config, migrations=folder)
+            notice = f"resume: using the migrations folder the run used: {folder}"
+            if config.log_format == "json":
+                _log.info("resume folder", migrations=str(folder))
+            else:
+                _render.console(stderr=True).print(notice, markup=False)
+    return _on_database(_migrate)(args, config)
+
+
+async def _run_folder(config: Config, run_id: str | None) -> Path | None:
+    engine = Engine(config.dsns[0], migrations=MigrationSet(config.migrations, ()),
+                    options=config.options)
+    try:
+        run, _rows = await engine.ledger(run_id)
+    except TenantmigError:
+        return None  # no such run: resume itself says so
+    finally:
+        await engine.close(wait=False)
+    recorded = run.arguments.get("migrations_dir")
+    return Path(recorded) if isinstance(recorded, str) else None
+
+
 def _lazy(module: str, name: str) -> Run:
     """A command whose module is imported only when it runs (start-up time of the rest)."""
 
@@ -417,7 +447,7 @@ _COMMANDS: dict[str, _Command] = {
     "status": _Command("versions across tenants, pending, drifted, failed", ("targeting",),
                        _json, _on_database(_status)),
     "resume": _Command("re-run the failed and unfinished tenants of a run", ("execution",),
-                       _run_id_arguments, _on_database(_migrate)),
+                       _run_id_arguments, _resume),
     "baseline": _Command("adopt existing tenants: record versions up to --version as applied "
                          "without running them", ("targeting",), _baseline_arguments,
                          _on_database(_migrate)),
