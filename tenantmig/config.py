@@ -22,7 +22,7 @@ from .options import FILE_KEYS, Options
 
 DSN_ENV = "TENANTMIG_DSN"
 
-_KEYS = {"dsn", "migrations", "log_format", *FILE_KEYS}
+_KEYS = {"dsn", "migrations", "shared_migrations", "log_format", *FILE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Config:
 
     dsns: tuple[str, ...] = ()
     migrations: Path = Path("migrations")
+    shared_migrations: Path | None = None
+    """The shared schema's own migrations, applied once per database before any tenant."""
     log_format: str = "console"
     options: Options = field(default_factory=Options)
     """How runs go: tenants' prefix, concurrency, timeouts, ... (see :class:`Options`)."""
@@ -70,6 +72,15 @@ def _str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, not {value!r}")
     return value
+
+
+def _folder(name: str, value: Any, source: str, overrides: Mapping[str, Any]) -> Path:
+    """A folder setting; relative to the config file when it comes from one."""
+    folder = Path(_str(name, value))
+    from_file = source != "defaults" and overrides.get(name) is None
+    if not folder.is_absolute() and from_file:
+        folder = Path(source).parent / folder
+    return folder
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -118,13 +129,15 @@ def load_config(
     log_format = str(settings.get("log_format", "console"))
     if log_format not in ("console", "json"):
         raise ConfigError("log_format must be console or json")
-    migrations = Path(_str("migrations", settings.get("migrations", "migrations")))
-    from_file = source != "defaults" and overrides.get("migrations") is None
-    if not migrations.is_absolute() and from_file:
-        migrations = Path(source).parent / migrations
+    migrations = _folder("migrations", settings.get("migrations", "migrations"), source,
+                         overrides)
+    shared = settings.get("shared_migrations")
+    shared_migrations = (None if shared is None
+                         else _folder("shared_migrations", shared, source, overrides))
     return Config(
         dsns=tuple(_expand(d, env) if dsn_from_file else d for d in dsns),
         migrations=migrations,
+        shared_migrations=shared_migrations,
         log_format=log_format,
         options=Options.from_settings(settings),
         source=source,

@@ -38,7 +38,7 @@ from .history import read_histories
 from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_ledger, read_run
 from .lint import Finding, accept_history, blocking, lint_migrations
 from .options import Options, Settings
-from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down
+from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down, plan_tenant
 from .report import Report, Status, TenantStatus
 from .runs import StopSwitch, baseline_run, begin_run, database_refusal, run_plans
 from .source import MigrationSet, load_migrations
@@ -60,13 +60,16 @@ class Engine:
         *,
         pool: Any = None,
         migrations: str | Path | MigrationSet = "migrations",
+        shared_migrations: str | Path | MigrationSet | None = None,
         options: Options | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_run_start: Callable[[int], None] | None = None,
         **settings: Unpack[Settings],
     ) -> None:
         """*options* (default: :class:`Options` ``()``) with *settings* in place of the
-        ones they name: ``Engine(dsn, concurrency=16, lock_timeout="2s")``."""
+        ones they name: ``Engine(dsn, concurrency=16, lock_timeout="2s")``.
+        *shared_migrations*: the shared schema's own (``shared_target``), applied once,
+        before any tenant, by ``upgrade``."""
         if (dsn is None) == (pool is None):
             raise TypeError("give Engine either a dsn or a pool")
         self.settings = (options or Options()).updated(settings)
@@ -76,10 +79,18 @@ class Engine:
         self.migrations = (
             migrations if isinstance(migrations, MigrationSet) else load_migrations(migrations)
         )
+        self.shared_migrations = (
+            shared_migrations if isinstance(shared_migrations, MigrationSet | None)
+            else load_migrations(shared_migrations)
+        )
         self._folder = str(Path(self.migrations.directory).resolve())
         self.prefix = self.settings.prefix
         self.control_schema = self.settings.control_schema
-        self.shared_schemas = self.settings.shared_schemas
+        # With shared migrations, the schema they change is one the tenants may use.
+        target = self.settings.shared_target
+        self.shared_schemas = self.settings.shared_schemas + (
+            (target,) if shared_migrations is not None
+            and target not in self.settings.shared_schemas else ())
         self.lint = self.settings.lint
         self.pgbouncer = self.settings.pgbouncer
         self._findings: list[Finding] | None = None
@@ -170,6 +181,9 @@ class Engine:
                     self.migrations, self.settings.lint_after)
                 if self.lint else []
             )
+            if self.lint and self.shared_migrations is not None:
+                self._findings += lint_migrations(self.shared_migrations,
+                                                  shared_schemas=self.shared_schemas)
         unsafe = blocking(self._findings)
         if unsafe:
             raise LintError(list(unsafe))
@@ -197,8 +211,13 @@ class Engine:
     ) -> Plan:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
-        histories = await self._histories(names)
-        return make_plan(self.migrations, histories, names, target)
+        shared = self.settings.shared_target if self.shared_migrations is not None else None
+        histories = await self._histories([*names, *([shared] if shared else [])])
+        plan = make_plan(self.migrations, histories, names, target)
+        if shared is None or self.shared_migrations is None:
+            return plan
+        return replace(plan, shared=plan_tenant(shared, self.shared_migrations,
+                                                histories[shared]))
 
     async def _histories(self, names: Sequence[str]) -> dict[str, dict[int, str] | None]:
         with database_refusal("reading the tenants' histories"):
@@ -226,22 +245,22 @@ class Engine:
                 adopted = await baselines(conn, self.control_schema,
                                           [t.tenant for t in plan.tenants])
         by_version = Counter(t.current for t in plan.tenants)
+
+        def status_of(t: TenantPlan) -> TenantStatus:
+            return TenantStatus(tenant=t.tenant, current=t.current,
+                                pending=tuple(m.version for m in t.pending),
+                                drifted=t.drifted, unknown=t.unknown,
+                                last_failure=failures.get(t.tenant),
+                                baselined=adopted.get(t.tenant))
+
         return Status(
             head=self.migrations.head,
-            tenants=tuple(
-                TenantStatus(
-                    tenant=t.tenant,
-                    current=t.current,
-                    pending=tuple(m.version for m in t.pending),
-                    drifted=t.drifted,
-                    unknown=t.unknown,
-                    last_failure=failures.get(t.tenant),
-                    baselined=adopted.get(t.tenant),
-                )
-                for t in plan.tenants
-            ),
+            tenants=tuple(status_of(t) for t in plan.tenants),
             last_run=last_run,
             by_version=dict(by_version),
+            shared=None if plan.shared is None else status_of(plan.shared),
+            shared_head=None if self.shared_migrations is None
+            else self.shared_migrations.head,
         )
 
     async def ledger(
@@ -285,7 +304,8 @@ class Engine:
             plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
         self.refuse_drift(plan)
         return await self._execute(
-            plan.tenants, plan.target, "up", command, arguments, resumed_from, t0
+            plan.tenants, plan.target, "up", command, arguments, resumed_from, t0,
+            shared=plan.shared,
         )
 
     async def downgrade(
@@ -334,7 +354,10 @@ class Engine:
                 if run is None:
                     raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
                 rows = await read_ledger(conn, self.control_schema, run.run_id)
-        todo = [r.tenant for r in rows if r.status in ("failed", "pending")]
+        # The shared schema's row (a failed shared migration) is not a tenant: upgrade
+        # applies what the shared schema still needs before any tenant anyway.
+        todo = [r.tenant for r in rows if r.status in ("failed", "pending")
+                and r.tenant != self.settings.shared_target]
         arguments = {"resume": run.run_id}
         if not todo:
             return Report("resume", None, run.target, (), 0.0)
@@ -424,22 +447,25 @@ class Engine:
         resumed_from: str | None,
         t0: float,
         refused: dict[str, TenantOutcome] | None = None,
+        shared: TenantPlan | None = None,
     ) -> Report:
-        """Run *plans*; the tenants in *refused* are not touched and end as their
-        outcome says (failed), in the report and the ledger alike."""
+        """Run *plans*, after the *shared* schema's when it has migrations to apply; the
+        tenants in *refused* are not touched and end as their outcome says (failed), in
+        the report and the ledger alike."""
         refused = refused or {}
+        first = [shared] if shared is not None and shared.pending else []
         work = [p for p in plans if p.pending and p.tenant not in refused]
         skipped = {
             p.tenant: TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
             for p in plans
             if not p.pending
         }
-        if not work and not refused:
+        if not work and not refused and not first:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
         run_steps = [(m.version, m.up if direction == "up" else m.down)
-                     for p in work for m in p.pending]
+                     for p in (*first, *work) for m in p.pending]
         steps = {str(step.path) for _, step in run_steps if step is not None}
         if self.pgbouncer:
             sessionful = [name for _, name in sorted(
@@ -464,8 +490,9 @@ class Engine:
         run_id = await begin_run(
             pool, self.control_schema, self.prefix, command=command, target=target,
             arguments=arguments, resumed_from=resumed_from,
-            tenants=[(p.tenant, "pending" if p.pending else "skipped", p.current, target)
-                     for p in plans],
+            tenants=[*((p.tenant, "pending", p.current, p.target) for p in first),
+                     *((p.tenant, "pending" if p.pending else "skipped", p.current, target)
+                       for p in plans)],
         )
         log.info("run started", run_id=run_id, command=command, tenants=len(plans),
                  work=len(work), target=target, concurrency=self.options.concurrency)
@@ -474,7 +501,7 @@ class Engine:
         try:
             return await run_plans(
                 pool, self.options, self.control_schema, run_id, self._stop,
-                plans=plans, work=work, target=target, direction=direction,
+                plans=plans, work=work, first=first, target=target, direction=direction,
                 command=command, refused=refused, on_outcome=self.on_outcome, t0=t0,
             )
         finally:

@@ -50,6 +50,7 @@ class Fleet:
         dsns: Sequence[str],
         *,
         migrations: str | MigrationSet = "migrations",
+        shared_migrations: str | MigrationSet | None = None,
         options: Options | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_run_start: Callable[[int], None] | None = None,
@@ -60,8 +61,8 @@ class Fleet:
         merged = (options or Options()).updated(settings)
         self.dsns = tuple(dict.fromkeys(dsns))
         self.engines = tuple(
-            Engine(dsn, migrations=migrations, options=merged, on_outcome=on_outcome,
-                   on_run_start=on_run_start)
+            Engine(dsn, migrations=migrations, shared_migrations=shared_migrations,
+                   options=merged, on_outcome=on_outcome, on_run_start=on_run_start)
             for dsn in self.dsns
         )
         self._shares: dict[int, _Share] = {}

@@ -32,6 +32,7 @@ class Settings(TypedDict, total=False):
     max_failures: int | None
     atomic_tenant: bool
     shared_schemas: Sequence[str]
+    shared_target: str
     pgbouncer: bool
     lint: bool
     lint_after: int | None
@@ -58,6 +59,8 @@ class Options:
     """All pending migrations of a tenant in one transaction."""
     shared_schemas: tuple[str, ...] = ()
     """Schemas every tenant may reference (extensions, lookups)."""
+    shared_target: str = "public"
+    """The schema the shared migrations change."""
     pgbouncer: bool = False
     """The DSN goes through PgBouncer in transaction pooling mode."""
     lint: bool = True
@@ -83,6 +86,7 @@ class Options:
             _true_or_false(name, getattr(self, name))
         _string("prefix", self.prefix)
         _string("control_schema", self.control_schema)
+        _string("shared_target", self.shared_target)
         check_control_schema(self.control_schema)
         if isinstance(self.shared_schemas, str) or not all(
             isinstance(s, str) and s for s in self.shared_schemas

@@ -42,6 +42,9 @@ class Plan:
 
     target: int | None
     tenants: tuple[TenantPlan, ...]
+    shared: TenantPlan | None = None
+    """The shared schema's own plan (its shared migrations, always to their latest), when
+    there are shared migrations: run before any tenant."""
 
     @property
     def work(self) -> tuple[TenantPlan, ...]:
@@ -54,7 +57,7 @@ class Plan:
     def drift(self) -> dict[int, list[str]]:
         """Drifted or unknown version -> tenants, for the refusal message."""
         found: dict[int, list[str]] = {}
-        for t in self.tenants:
+        for t in self.tenants if self.shared is None else (self.shared, *self.tenants):
             for version in (*t.drifted, *t.unknown):
                 found.setdefault(version, []).append(t.tenant)
         return found
@@ -154,8 +157,15 @@ def drift_error(plan: Plan, migrations: MigrationSet) -> DriftError | None:
     if not drift:
         return None
     known = migrations.by_version()
+    shared = {v for v in (*plan.shared.drifted, *plan.shared.unknown)} if plan.shared else set()
     lines = []
     for version, names in sorted(drift.items()):
+        if plan.shared is not None and plan.shared.tenant in names and version in shared:
+            names = [n for n in names if n != plan.shared.tenant]
+            lines.append(f"shared migration V{version} changed after it was applied, or has "
+                         f"no file (shared schema {plan.shared.tenant})")
+            if not names:
+                continue
         what = (
             f"{known[version].filename} changed after it was applied"
             if version in known

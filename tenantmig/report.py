@@ -83,6 +83,9 @@ class Status:
     tenants: tuple[TenantStatus, ...]
     last_run: RunRecord | None = None
     by_version: dict[int | None, int] = field(default_factory=dict)
+    shared: TenantStatus | None = None
+    """The shared schema, when there are shared migrations (apart from the tenants)."""
+    shared_head: int | None = None
 
     @property
     def behind(self) -> list[TenantStatus]:

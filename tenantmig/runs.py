@@ -116,6 +116,7 @@ async def run_plans(
     *,
     plans: Sequence[TenantPlan],
     work: Sequence[TenantPlan],
+    first: Sequence[TenantPlan] = (),
     target: int | None,
     direction: str,
     command: str,
@@ -123,9 +124,10 @@ async def run_plans(
     on_outcome: OutcomeCallback | None,
     t0: float,
 ) -> Report:
-    """Run the recorded run *run_id*: migrate *work*, write each outcome to the ledger as
-    it comes, record the end. The tenants in *refused* are not touched and end as their
-    outcome says (failed); the other *plans* have nothing to do (skipped)."""
+    """Run the recorded run *run_id*: migrate *first* (the shared schema), then, unless it
+    failed, *work*; write each outcome to the ledger as it comes, record the end. The
+    tenants in *refused* are not touched and end as their outcome says (failed); the other
+    *plans* have nothing to do (skipped)."""
     writer = LedgerWriter(pool, control_schema, run_id)
     callback_error: list[Exception] = []
 
@@ -153,13 +155,20 @@ async def run_plans(
     status = "failed"
     try:
         async with writer:
-            outcomes = await executor.run(work, target)
+            before = await executor.run(first, None) if first else []
+            if all(o.status == "succeeded" for o in before):
+                outcomes = await executor.run(work, target)
+            else:
+                log.error("a shared migration failed: no tenant was started", run_id=run_id)
+                outcomes = []
         by_tenant = {o.tenant: o for o in outcomes}
-        ordered = tuple(
+        waiting = {p.tenant for p in work}  # not started: a shared migration failed
+        ordered = (*before, *(
             by_tenant.get(p.tenant) or refused.get(p.tenant)
-            or TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
+            or TenantOutcome(p.tenant, "pending" if p.tenant in waiting else "skipped",
+                             p.current, p.current, target)
             for p in plans
-        )
+        ))
         report = Report(command, run_id, target, ordered, time.perf_counter() - t0,
                         interrupted=executor.stopping and stop.requested)
         status = ("interrupted" if report.interrupted

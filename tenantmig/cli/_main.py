@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--shared-schema", action="append", default=[], metavar="NAME",
                         help="a schema shared by all tenants (extensions, lookups) that "
                         "migrations may reference (repeatable)")
+    common.add_argument("--shared-migrations", metavar="DIR",
+                        help="migrations of the shared schema, applied once per database "
+                        "before any tenant")
+    common.add_argument("--shared-target", metavar="NAME",
+                        help="the schema the shared migrations change (public)")
     common.add_argument("--lint-after", type=int, metavar="V",
                         help="findings in versions up to V are shown but never block (the "
                         "history production already ran)")
@@ -108,6 +113,8 @@ def _config(args: argparse.Namespace) -> Config:
         {
             "dsn": args.dsn,
             "migrations": args.migrations,
+            "shared_migrations": args.shared_migrations,
+            "shared_target": args.shared_target,
             "control_schema": args.control_schema,
             "log_format": args.log_format,
             "prefix": getattr(args, "prefix", None),
@@ -133,7 +140,10 @@ class _Session:
         self.config = config
         self.out = _render.console()
         self.err = _render.console(stderr=True)
-        self.fleet = Fleet(config.dsns, migrations=migrations, options=config.options,
+        shared = (None if config.shared_migrations is None or args.command == "ledger"
+                  else load_migrations(config.shared_migrations))
+        self.fleet = Fleet(config.dsns, migrations=migrations, shared_migrations=shared,
+                           options=config.options,
                            on_outcome=self._on_outcome, on_run_start=self._on_run_start)
         self.signal: int | None = None
         self.cancel_scope: anyio.CancelScope | None = None

@@ -251,6 +251,10 @@ def print_plan(console: Console, plan: Plan, database: str, sql_for: str | None,
         f"Plan{where}: {len(plan.tenants)} tenant(s) targeted, {len(work)} to migrate "
         f"to version {_v(plan.target)}, {plan.pending_count} migration(s) in all."
     )
+    if plan.shared is not None:
+        console.print(f"  shared schema {escape(plan.shared.tenant)} first: "
+                      + (", ".join(f"V{m.version}" for m in plan.shared.pending)
+                         or "nothing to do"))
     groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for t in work:
         groups[tuple(m.version for m in t.pending)].append(t.tenant)
@@ -303,6 +307,9 @@ def plan_json(plan: Plan, database: str) -> dict[str, Any]:
     return {
         "database": database,
         "target": plan.target,
+        "shared": None if plan.shared is None else {
+            "schema": plan.shared.tenant, "current": plan.shared.current,
+            "pending": [m.version for m in plan.shared.pending]},
         "tenants": [
             {"tenant": t.tenant, "current": t.current,
              "pending": [m.version for m in t.pending]}
@@ -329,6 +336,9 @@ def status_json(status: Status, database: str) -> dict[str, Any]:
         ],
         "baselined": {t.tenant: t.baselined for t in status.tenants
                       if t.baselined is not None},
+        "shared": None if status.shared is None else {
+            "schema": status.shared.tenant, "current": status.shared.current,
+            "pending": list(status.shared.pending), "head": status.shared_head},
         "last_run": status.last_run.run_id if status.last_run else None,
         "last_run_probably_killed": bool(status.last_run and status.last_run.probably_dead()),
     }
@@ -349,6 +359,12 @@ def print_status(console: Console, status: Status, database: str) -> None:
         table.add_row(label, str(count))
     if status.tenants:
         console.print(table)
+    if status.shared is not None:
+        shared = status.shared
+        pending = (", pending " + ", ".join(f"V{v}" for v in shared.pending)
+                   if shared.pending else " (head)")
+        console.print(f"Shared schema {escape(shared.tenant)}: at version {_v(shared.current)}"
+                      f"{pending}; its head is {_v(status.shared_head)}.")
     for version, count in sorted(status.baselined.items()):
         console.print(f"{count} tenant(s) adopted by baseline at version {version} (recorded "
                       "as applied, not run).")
