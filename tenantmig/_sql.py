@@ -21,6 +21,13 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def search_path(schemas: Iterable[str]) -> str:
+    """The value of ``search_path`` that searches *schemas* in order, as quoted identifiers
+    (``"tenant_a", "extensions"``): usable in ``SET LOCAL search_path TO ...`` and as a
+    ``set_config`` value alike."""
+    return ", ".join(quote_ident(s) for s in dict.fromkeys(schemas))
+
+
 def text_array(values: Iterable[int | datetime | None]) -> list[str | None]:
     """Values for a ``$n::text[]`` parameter that SQL casts on (``$n::text[]::bigint[]``).
 

@@ -97,9 +97,13 @@ def build(
     undo: bool,
     has_history: bool,
     atomic: bool = False,
+    search_path: str | None = None,
 ) -> Batch:
     """The batch applying (or undoing) *items* in *tenant*, in order: each in its own
-    transaction, or all of them in one when *atomic*."""
+    transaction, or all of them in one when *atomic*. *search_path* (quoted identifiers,
+    see :func:`tenantmig._sql.search_path`) is set for each transaction with ``SET LOCAL``,
+    so unqualified names in the migrations resolve in the tenant; the session's own
+    (empty) path is back after each ``COMMIT``."""
     table = history.table(tenant)
     todo = "ARRAY[" + ",".join(str(int(i.version)) for i in items) + "]::bigint[]"
     parts: list[tuple[str, int | None]] = [
@@ -118,6 +122,8 @@ def build(
     for index, item in enumerate(items):
         v = int(item.version)
         head = "BEGIN;\n" if index > 0 and not atomic else ""
+        if search_path is not None and (index == 0 or not atomic):
+            head += f"SET LOCAL search_path TO {search_path};\n"
         if item.own_lock_timeout:
             head += (f"SELECT pg_catalog.set_config('lock_timeout', "
                      f"pg_catalog.current_setting('tenantmig.lt{v}'), true);\n")
