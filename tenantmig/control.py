@@ -4,7 +4,7 @@ lock keys, and the server-side apply procedure.
 
 The apply procedure runs a tenant's transactional SQL migrations in a single round trip
 (see :func:`_apply_procedure_sql`): per migration, the tenant's transaction-level
-advisory lock, the lock timeout and an empty ``search_path``, the history table on first
+advisory lock, the lock timeout and the tenant's ``search_path``, the history table on first
 use, the history re-read under the lock, the migration and its history row. Called as
 one statement it works through PgBouncer in transaction pooling mode.
 """
@@ -20,10 +20,10 @@ from .history import HISTORY_COLUMNS, HISTORY_TABLE
 
 # Bump when the function's body or signature changes; the name carries it so that
 # runners of different releases never replace each other's function mid-run.
-APPLY_PROCEDURE = "apply_v2"
+APPLY_PROCEDURE = "apply_v3"
 CLAIM_FUNCTION = "claim_v3"
 # Bumped when the control schema gains objects: an older one then gets them on the next run.
-EXPECT_FUNCTION = "expect_v4"
+EXPECT_FUNCTION = "expect_v5"
 
 # Raised by the claim and expect functions (see _claim_sql).
 SQLSTATE_BUSY = "TM001"
@@ -117,8 +117,9 @@ def _apply_procedure_sql(control_schema: str) -> str:
 
     Per migration it takes the tenant's transaction-level advisory lock (trying, never
     waiting: a statement waiting here would hold a snapshot that another runner's CREATE
-    INDEX CONCURRENTLY waits for), makes sure of an empty ``search_path`` and the
-    migration's ``lock_timeout``, creates the history table on first use, re-reads the
+    INDEX CONCURRENTLY waits for), sets ``search_path`` to ``p_search_path`` (the tenant
+    and the shared schemas) for the transaction and makes sure of the migration's
+    ``lock_timeout``, creates the history table on first use, re-reads the
     history under the lock, runs the migration and records it. With ``p_commit`` it
     COMMITs after each migration, so a tenant's whole run is one round trip with one
     transaction per migration; without it, it runs inside the caller's transaction.
@@ -141,6 +142,7 @@ CREATE OR REPLACE PROCEDURE {apply_procedure(control_schema)}(
     p_sqls text[],
     p_undo boolean,
     p_commit boolean,
+    p_search_path text DEFAULT '',
     INOUT p_done bigint[] DEFAULT NULL,
     INOUT p_next integer DEFAULT NULL
 )
@@ -165,10 +167,11 @@ BEGIN
             END IF;
             v_locked := true;
         END IF;
-        -- tenantmig's own connections start with these settings; setting a GUC costs
-        -- more than comparing it, so only a foreign (application) connection pays.
-        IF pg_catalog.current_setting('search_path') <> '' THEN
-            PERFORM pg_catalog.set_config('search_path', '', true);
+        -- The tenant first, then the shared schemas, for this transaction only: the
+        -- migrations' unqualified names resolve in the tenant (every name of ours is
+        -- qualified). Setting a GUC costs more than comparing it.
+        IF pg_catalog.current_setting('search_path') <> p_search_path THEN
+            PERFORM pg_catalog.set_config('search_path', p_search_path, true);
         END IF;
         -- The rendered SQL doubles the quotes of a name inside '...': that holds only
         -- while a backslash is an ordinary character (an application's pool, PgBouncer).
