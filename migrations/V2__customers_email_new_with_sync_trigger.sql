@@ -1,6 +1,8 @@
 -- tenantmig:lock-timeout=5s
--- Step 1 of 3 of the column-swap route for customers.email (seed pattern 1).
--- Why the route at all: NOTES-ON-SEED corrects the seed here. A plain
+-- Step 1 of 3 of the column-swap route for customers.email.
+-- Why the route at all: a widening alone does not need it, whatever commonly
+-- copied advice says (docs/patterns/index.md, section
+-- "Corrections to commonly copied zero-downtime advice"). A plain
 -- varchar(50) -> varchar(255) increase is binary-coercible: ALTER COLUMN ...
 -- TYPE varchar(255) with a lock timeout would do, with no rewrite and no index
 -- rebuild. The swap earns its place because the new column also holds the
@@ -8,7 +10,7 @@
 -- without rewriting the table under ACCESS EXCLUSIVE.
 -- This migration adds the nullable email_new (catalog-only, no rewrite) and a
 -- BEFORE INSERT OR UPDATE OF email trigger that fills it for every write from
--- now on; the trigger replaces the seed's application dual-write, so no
+-- now on; the trigger replaces an application dual-write, so no
 -- release of the app is needed. Both statements commit together, so there is
 -- no window where a write escapes both the trigger and the V3 backfill.
 -- Locks: ACCESS EXCLUSIVE on customers for a catalog change only, waiting at

@@ -1,13 +1,14 @@
 """Step 2 of 3 of the customers.email swap: backfill email_new for existing rows.
 
 Rows written since V2 are already filled by the trigger; this fills the older
-ones with the same normalisation. Corrects the seed (pattern 1 step 2, see
-NOTES-ON-SEED): its loop ran inside the migration's single transaction, holding
-every row lock to the end. Here ``transactional = False`` and ``ctx.backfill``
-walks the primary key in keyset batches of 500, committing each batch on its
-own, so each batch holds row locks on at most 500 customers for milliseconds
-and no table lock beyond ROW EXCLUSIVE (reads and writes go on). Idempotent:
-the WHERE clause skips rows already done, so a retry or resume just continues.
+ones with the same normalisation. Not the commonly copied loop inside the
+migration's single transaction, which holds every row lock to the end (see
+docs/patterns/index.md, section "Corrections to commonly copied zero-downtime
+advice"). Here ``transactional = False`` and ``ctx.backfill`` walks the primary
+key in keyset batches of 500, committing each batch on its own, so each batch
+holds row locks on at most 500 customers for milliseconds and no table lock
+beyond ROW EXCLUSIVE (reads and writes go on). Idempotent: the WHERE clause
+skips rows already done, so a retry or resume just continues.
 """
 
 from __future__ import annotations

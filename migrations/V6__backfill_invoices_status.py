@@ -1,8 +1,9 @@
 """Step 2 of 3 of a NOT NULL invoices.status: set status on existing invoices.
 
 Business logic: paid_at set -> 'paid', else sent_at set -> 'sent', else
-'draft'. Corrects the seed (pattern 2 step 2, see NOTES-ON-SEED): its single
-UPDATE of the whole table ran in the migration's transaction. Here
+'draft'. Not the commonly copied single UPDATE of the whole table inside the
+migration's transaction (see docs/patterns/index.md, section
+"Corrections to commonly copied zero-downtime advice"). Here
 ``transactional = False`` and ``ctx.backfill`` walks the primary key in keyset
 batches of 1000, each committed on its own: row locks on at most 1000 invoices
 for milliseconds, ROW EXCLUSIVE on the table (reads and writes go on).

@@ -1,7 +1,9 @@
 -- tenantmig:lock-timeout=5s
--- Step 3 of 3 of a NOT NULL invoices.status, a separate migration from V5 as
--- NOTES-ON-SEED requires (the seed did add + validate + SET NOT NULL in one
--- transaction, holding ACCESS EXCLUSIVE through the whole scan).
+-- Step 3 of 3 of a NOT NULL invoices.status, a separate migration from V5:
+-- add + validate + SET NOT NULL in one transaction, as commonly copied advice
+-- does it, holds ACCESS EXCLUSIVE through the whole scan (see
+-- docs/patterns/index.md, section "Corrections to commonly copied
+-- zero-downtime advice").
 -- 1. VALIDATE scans the table under SHARE UPDATE EXCLUSIVE: reads and writes
 --    go on during the scan.
 -- 2. SET NOT NULL needs ACCESS EXCLUSIVE but, on PG 12+, skips its own scan

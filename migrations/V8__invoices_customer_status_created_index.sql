@@ -1,9 +1,9 @@
 -- tenantmig:no-transaction
--- Index for "a customer's invoices by status, newest first" (seed pattern 3),
+-- Index for "a customer's invoices by status, newest first",
 -- built CONCURRENTLY: SHARE UPDATE EXCLUSIVE on invoices, so reads and writes
 -- go on during the build. It cannot run in a transaction (25001), hence
 -- no-transaction, and it must stay the only statement here: a multi-statement
--- query string is an implicit transaction (NOTES-ON-SEED, P3). The build also
+-- query string is an implicit transaction. The build also
 -- waits for every older transaction in the database to finish.
 -- A failed build leaves an INVALID index that still slows writes and that
 -- IF NOT EXISTS would silently keep; the engine drops it before a retry.
