@@ -1,0 +1,2 @@
+-- tenantmig:allow drop-table history: undoes V1, which created it
+DROP TABLE users;

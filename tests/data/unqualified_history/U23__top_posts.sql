@@ -1,0 +1,2 @@
+DROP FUNCTION top_posts(integer);
+DROP TYPE post_summary;

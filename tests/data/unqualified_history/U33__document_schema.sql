@@ -1,0 +1,11 @@
+COMMENT ON CONSTRAINT users_username_length ON users IS NULL;
+COMMENT ON TRIGGER votes_refresh_score ON votes IS NULL;
+COMMENT ON INDEX posts_slug_key IS NULL;
+COMMENT ON SEQUENCE report_number_seq IS NULL;
+COMMENT ON DOMAIN email_address IS NULL;
+COMMENT ON TYPE post_status IS NULL;
+COMMENT ON FUNCTION hot_rank(integer, timestamptz) IS NULL;
+COMMENT ON MATERIALIZED VIEW user_mview IS NULL;
+COMMENT ON VIEW post_view IS NULL;
+COMMENT ON COLUMN posts.score IS NULL;
+COMMENT ON TABLE posts IS NULL;

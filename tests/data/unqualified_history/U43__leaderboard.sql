@@ -1,0 +1,2 @@
+DROP VIEW leaderboard;
+DROP FUNCTION user_reputation(integer);

@@ -1,0 +1,2 @@
+DROP VIEW post_view;
+DROP FUNCTION hot_rank(integer, timestamptz);

@@ -1,0 +1,2 @@
+-- tenantmig:allow drop-table history: undoes V9, which created it
+DROP TABLE votes;

@@ -1,0 +1,11 @@
+COMMENT ON TABLE posts IS 'Topics started by users';
+COMMENT ON COLUMN posts.score IS 'Sum of votes, kept by the votes_refresh_score trigger';
+COMMENT ON VIEW post_view IS 'What the front page lists';
+COMMENT ON MATERIALIZED VIEW user_mview IS 'User directory, refreshed by posts triggers';
+COMMENT ON FUNCTION hot_rank(integer, timestamptz) IS 'Front page ordering';
+COMMENT ON TYPE post_status IS 'Life cycle of a post';
+COMMENT ON DOMAIN email_address IS 'A plausible e-mail address';
+COMMENT ON SEQUENCE report_number_seq IS 'Human-facing report numbers';
+COMMENT ON INDEX posts_slug_key IS 'Lookups by URL';
+COMMENT ON TRIGGER votes_refresh_score ON votes IS 'Keeps posts.score';
+COMMENT ON CONSTRAINT users_username_length ON users IS 'At least three characters';

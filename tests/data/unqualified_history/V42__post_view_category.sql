@@ -1,0 +1,19 @@
+-- The front page shows the category name.
+DROP VIEW post_view;
+
+CREATE VIEW post_view AS
+SELECT p.id,
+       p.author_id,
+       u.username AS author,
+       p.title,
+       p.body,
+       p.status,
+       p.score,
+       p.created_at,
+       hot_rank(p.score, p.created_at) AS rank,
+       c.name AS category
+FROM posts p
+JOIN users u ON u.id = p.author_id
+LEFT JOIN categories c ON c.id = p.category_id;
+
+COMMENT ON VIEW post_view IS 'What the front page lists';
