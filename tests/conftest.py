@@ -14,18 +14,13 @@ import secrets
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
-from helpers import fresh_database
+from helpers import MakeMigrations, fresh_database
 
 from tenantmig._cluster import LocalCluster
 
 TEST_DSN_ENV = "TENANTMIG_TEST_DSN"
-
-
-class MakeMigrations(Protocol):
-    def __call__(self, files: dict[str, str], subdir: str = "migrations") -> Path: ...
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +66,4 @@ def make_migrations(tmp_path: Path) -> MakeMigrations:
         return directory
 
     return make
+

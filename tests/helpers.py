@@ -1,27 +1,58 @@
-"""Helpers shared by the test suite (import as ``from tests.helpers import ...`` or ``helpers``)."""
+"""Helpers shared by the test suite: ``from helpers import ...`` (``tests/`` is on ``sys.path``
+because ``tests/conftest.py`` sits there and ``tests/`` is no package).
+
+One copy of each: reading the database, tenantmig's own tables (history, runs, ledger), waiting
+for a condition, the migrations several test files share, and running the command line.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+import pytest
+
+import tenantmig
 
 __all__ = [
+    "DATA_MIGRATIONS",
+    "HISTORY_COLUMNS",
+    "ONCE_ONLY",
+    "MakeMigrations",
+    "assert_exactly_once",
     "create_tenants",
     "dsn_with_database",
     "execute",
     "fetch",
     "fetchval",
     "fresh_database",
+    "history",
+    "index_valid",
+    "ledger",
+    "migrate_with_bad_data",
+    "names",
     "quote_ident",
     "relations",
+    "runs",
     "schemas",
+    "versions",
+    "wait_for_sql",
+    "wait_until",
 ]
 
 _BATCH = 200  # schemas per transaction: keeps the lock table small for thousands of tenants
+
+
+class MakeMigrations(Protocol):
+    """The ``make_migrations`` fixture: writes dedented files into ``tmp_path/subdir``."""
+
+    def __call__(self, files: dict[str, str], subdir: str = "migrations") -> Path: ...
 
 
 def quote_ident(name: str) -> str:
@@ -147,3 +178,137 @@ async def fresh_database(server_dsn: str, name: str) -> AsyncIterator[str]:
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
         finally:
             await conn.close()
+
+
+def names(n: int, prefix: str = "tenant_", *, width: int = 3) -> list[str]:
+    """``n`` tenant names, ``prefix`` then the number zero-padded to ``width`` digits."""
+    return [f"{prefix}{i:0{width}d}" for i in range(n)]
+
+
+# --- tenantmig's own tables -------------------------------------------------------------------
+
+HISTORY_COLUMNS = "version, description, checksum, run_id, applied_at"
+
+
+async def history(dsn: str, tenant: str, *,
+                  columns: str = HISTORY_COLUMNS) -> list[asyncpg.Record] | None:
+    """The tenant's history rows (``columns`` of them), oldest version first; None when it has
+    no history table."""
+    table = f"{quote_ident(tenant)}.tenantmig_history"
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            return None
+        return list(await conn.fetch(f"SELECT {columns} FROM {table} ORDER BY version"))
+    finally:
+        await conn.close()
+
+
+async def versions(dsn: str, tenant: str) -> list[int] | None:
+    """The versions in the tenant's history, oldest first; None without a history table."""
+    rows = await history(dsn, tenant, columns="version")
+    return None if rows is None else [r["version"] for r in rows]
+
+
+async def runs(dsn: str) -> list[asyncpg.Record]:
+    """Rows of tenantmig.runs, oldest first ([] when the control schema does not exist)."""
+    if not await fetchval(dsn, "SELECT to_regclass('tenantmig.runs') IS NOT NULL"):
+        return []
+    return await fetch(dsn, "SELECT * FROM tenantmig.runs ORDER BY started_at, run_id")
+
+
+async def ledger(dsn: str, run_id: str | None) -> dict[str, asyncpg.Record]:
+    """The run's ledger rows by tenant."""
+    assert run_id is not None, "no run was recorded"
+    rows = await fetch(dsn, "SELECT * FROM tenantmig.ledger WHERE run_id = $1", run_id)
+    return {r["tenant"]: r for r in rows}
+
+
+async def index_valid(dsn: str, tenant: str, name: str) -> bool | None:
+    """``pg_index.indisvalid`` of the tenant's index ``name``; None when there is no such index."""
+    return await fetchval(  # type: ignore[no-any-return]
+        dsn, "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+        tenant, name)
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], *, within: float, what: str,
+                     proc: Any = None, every: float = 0.02) -> None:
+    """Poll ``check`` until it is true; fail after ``within`` seconds, or at once when the
+    subprocess ``proc`` (a ``Popen``) exits first."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"runner exited ({proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def wait_for_sql(dsn: str, sql: str, *args: Any, within: float = 10.0) -> None:
+    """Poll until *sql* returns true."""
+    async def holds() -> bool:
+        return bool(await fetchval(dsn, sql, *args))
+
+    await wait_until(holds, within=within, what=sql)
+
+
+# --- migrations that several files use ----------------------------------------------------------
+
+ONCE_ONLY = {
+    # Each would fail if applied twice to the same tenant.
+    "V1__tables.sql": """\
+        CREATE TABLE {{schema}}.t1 (id int);
+        CREATE TABLE {{schema}}.counter (v int PRIMARY KEY);
+        INSERT INTO {{schema}}.counter VALUES (1);
+        """,
+    "V2__second.sql": """\
+        ALTER TABLE {{schema}}.t1 ADD COLUMN note text;
+        INSERT INTO {{schema}}.counter VALUES (2);
+        """,
+    "V3__python.py": """\
+        async def up(ctx):
+            await ctx.execute("INSERT INTO {{schema}}.counter VALUES ($1)", 3)
+            await ctx.execute("CREATE TABLE {{schema}}.t3 (id int)")
+        """,
+    "V4__fourth.sql": """\
+        CREATE TABLE {{schema}}.t4 (id int);
+        INSERT INTO {{schema}}.counter VALUES (4);
+        """,
+}
+
+
+async def assert_exactly_once(dsn: str, tenants: str | Iterable[str], head: int = 4) -> None:
+    """Each tenant (one name or several) holds versions 1..head in its history and in its
+    ``counter`` table, each once: migrations that insert into ``counter`` (``ONCE_ONLY``)."""
+    for tenant in [tenants] if isinstance(tenants, str) else tenants:
+        assert await versions(dsn, tenant) == list(range(1, head + 1)), tenant
+        counter = await fetch(dsn, f"SELECT v FROM {quote_ident(tenant)}.counter ORDER BY v")
+        assert [r["v"] for r in counter] == list(range(1, head + 1)), tenant
+
+
+DATA_MIGRATIONS = {
+    "V1__things.sql": """\
+        CREATE TABLE {{schema}}.things (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int);
+        INSERT INTO {{schema}}.things (n) VALUES (1), (2);
+        """,
+    "V2__check.sql": """\
+        -- tenantmig:allow constraint-not-valid test: the scan must fail (23514) on bad rows
+        ALTER TABLE {{schema}}.things ADD CONSTRAINT things_n_positive CHECK (n > 0);
+        """,
+    "V3__more.sql": "CREATE TABLE {{schema}}.more (id int);\n",
+}
+
+
+async def migrate_with_bad_data(dsn: str, folder: Path, tenants: list[str],
+                                bad: list[str]) -> tenantmig.Report:
+    """Bring ``tenants`` to V1 of ``DATA_MIGRATIONS``, give the ``bad`` ones a row V2's CHECK
+    refuses, then run ``up``."""
+    async with tenantmig.Engine(dsn, migrations=folder, concurrency=4) as engine:
+        assert (await engine.upgrade(target=1)).ok
+        for t in bad:
+            await execute(dsn, f"INSERT INTO {quote_ident(t)}.things (n) VALUES (-1)")
+        return await engine.upgrade()
