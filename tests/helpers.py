@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "ONCE_ONLY",
     "MakeMigrations",
     "assert_exactly_once",
+    "cli_env",
     "create_tenants",
     "dsn_with_database",
     "execute",
@@ -39,6 +42,7 @@ __all__ = [
     "names",
     "quote_ident",
     "relations",
+    "run_id_of",
     "runs",
     "schemas",
     "versions",
@@ -312,3 +316,28 @@ async def migrate_with_bad_data(dsn: str, folder: Path, tenants: list[str],
         for t in bad:
             await execute(dsn, f"INSERT INTO {quote_ident(t)}.things (n) VALUES (-1)")
         return await engine.upgrade()
+
+
+# --- the command line -------------------------------------------------------------------------
+#
+# The ``test_cli_*`` files run the command line the way a user runs it: ``python -m tenantmig ...``
+# as a subprocess with its own working directory and an environment without ``TENANTMIG_DSN``
+# (unless the test sets it) and without ``COLUMNS`` (so output is what a non-terminal user, e.g.
+# CI, gets), then check the exit code, stdout/stderr and the database (read with asyncpg;
+# nothing is mocked).
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This process's environment without tenantmig's DSN variables or a terminal size (so
+    output is what a non-terminal user, e.g. CI, gets), plus ``extra``."""
+    drop = {"TENANTMIG_DSN", "TENANTMIG_TEST_DSN", "COLUMNS", "LINES"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(extra)
+    return env
+
+
+def run_id_of(stdout: str) -> str:
+    """The run id in the summary line ``Run <id>: ...`` of ``up``, ``down`` or ``resume``."""
+    match = re.search(r"^Run (\S+):", stdout, re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
