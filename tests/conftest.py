@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import MakeMigrations, fresh_database
+from helpers import BASIC, DECOYS, TENANTS, MakeMigrations, create_tenants, fresh_database
 
 from tenantmig._cluster import LocalCluster
 
@@ -67,3 +67,16 @@ def make_migrations(tmp_path: Path) -> MakeMigrations:
 
     return make
 
+
+@pytest.fixture
+def project(tmp_path: Path, make_migrations: MakeMigrations) -> Path:
+    """A working directory with ./migrations holding V1, V2 and U2 (``BASIC``)."""
+    make_migrations(BASIC)
+    return tmp_path
+
+
+@pytest.fixture
+async def tenants(dsn: str) -> list[str]:
+    """``TENANTS`` and the ``DECOYS`` beside them created in the test's database; the tenants."""
+    await create_tenants(dsn, TENANTS + DECOYS)
+    return TENANTS
