@@ -14,18 +14,13 @@ import secrets
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
-from helpers import fresh_database
+from helpers import BASIC, DECOYS, TENANTS, MakeMigrations, create_tenants, fresh_database
 
 from tenantmig._cluster import LocalCluster
 
 TEST_DSN_ENV = "TENANTMIG_TEST_DSN"
-
-
-class MakeMigrations(Protocol):
-    def __call__(self, files: dict[str, str], subdir: str = "migrations") -> Path: ...
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +66,17 @@ def make_migrations(tmp_path: Path) -> MakeMigrations:
         return directory
 
     return make
+
+
+@pytest.fixture
+def project(tmp_path: Path, make_migrations: MakeMigrations) -> Path:
+    """A working directory with ./migrations holding V1, V2 and U2 (``BASIC``)."""
+    make_migrations(BASIC)
+    return tmp_path
+
+
+@pytest.fixture
+async def tenants(dsn: str) -> list[str]:
+    """``TENANTS`` and the ``DECOYS`` beside them created in the test's database; the tenants."""
+    await create_tenants(dsn, TENANTS + DECOYS)
+    return TENANTS

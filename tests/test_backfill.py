@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from helpers import create_tenants, quote_ident
+from helpers import create_tenants, quote_ident, spawn
 
 import tenantmig
 from tenantmig._cluster import find_bindir
@@ -38,12 +36,6 @@ BACKFILL = {
 }
 
 
-def tm(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTMIG_")}
-    return subprocess.Popen([sys.executable, "-m", "tenantmig", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 
 async def test_backfill_killed_midway_resumes_without_redoing_batches(
     dsn: str, make_migrations: Any, tmp_path: Path
@@ -56,7 +48,7 @@ async def test_backfill_killed_midway_resumes_without_redoing_batches(
     try:
         await conn.execute("INSERT INTO tenant_a.items (touched) "
                            "SELECT 0 FROM generate_series(1, 3000)")
-        proc = tm("up", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
+        proc = spawn("up", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
         # A second session sees batches committed while the backfill is still running.
         deadline = time.monotonic() + 20
         seen = 0
@@ -83,7 +75,7 @@ async def test_backfill_killed_midway_resumes_without_redoing_batches(
                 break
             await asyncio.sleep(0.05)
 
-        done = tm("resume", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
+        done = spawn("resume", "--dsn", dsn, "--migrations", str(folder), cwd=tmp_path)
         out, err = done.communicate(timeout=60)
         assert done.returncode == 0, out + err
         counts = dict(await conn.fetch("SELECT touched, count(*) FROM tenant_a.items "

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from helpers import fetchval
 
 from tenantmig import _cluster
 from tenantmig._cluster import ClusterError, LocalCluster, find_bindir
@@ -19,14 +20,6 @@ pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TENANTMIG_TEST_DSN")),
     reason="TENANTMIG_TEST_DSN is set: tests of the local throwaway cluster are skipped",
 )
-
-
-async def fetchval(dsn: str, query: str) -> object:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(query)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,16 @@ and the control schema of an older release."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
-from helpers import create_tenants, execute, fetchval
+from helpers import MakeMigrations, create_tenants, execute, fetchval
 
 from tenantmig import Engine, TargetError
 from tenantmig.discovery import existing
 from tenantmig.history import read_histories
 from tenantmig.report import Status
-
-MakeMigrations = Callable[..., Path]
 
 MIGRATIONS = {
     "V1__create_t.sql": "CREATE TABLE {{schema}}.t (id int);\n",

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from helpers import create_tenants, fetch, fetchval
+from helpers import assert_exactly_once, create_tenants, fetchval
 
 import tenantmig
 
@@ -120,16 +120,6 @@ def pgbouncer(pg_server_dsn: str) -> Iterator[tuple[str, Path]]:
 
 def through(bouncer: str, dsn: str) -> str:
     return f"{bouncer}{urlsplit(dsn).path}"
-
-
-async def assert_exactly_once(dsn: str, tenants: list[str]) -> None:
-    for t in tenants:
-        q = '"' + t.replace('"', '""') + '"'
-        versions = [r[0] for r in await fetch(dsn, f"SELECT version FROM {q}.tenantmig_history "
-                                                    "ORDER BY version")]
-        assert versions == [1, 2, 3, 4], t
-        counter = [r[0] for r in await fetch(dsn, f"SELECT v FROM {q}.counter ORDER BY v")]
-        assert counter == [1, 2, 3, 4], t
 
 
 async def test_two_runners_through_pgbouncer_apply_each_version_once(
