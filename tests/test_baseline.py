@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import MakeMigrations
-from helpers import create_tenants, execute, fetch, fetchval
+from helpers import MakeMigrations, create_tenants, execute, fetch, fetchval, tm
 
 import tenantmig
 from tenantmig import BaselineError
@@ -30,10 +24,6 @@ INSERT INTO {s}.customers VALUES (1, 'kept');
 """
 
 
-def tm(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TENANTMIG_DSN", "COLUMNS")}
-    return subprocess.run([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 async def old_tenants(dsn: str, names: list[str]) -> None:

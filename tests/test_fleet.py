@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import MakeMigrations
-from helpers import create_tenants, fetch, fresh_database
+from helpers import MakeMigrations, create_tenants, fetch, fresh_database
 
 from tenantmig import DriftError, TargetError
 from tenantmig.fleet import Fleet

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import MakeMigrations
-from helpers import create_tenants, fetchval
+from helpers import MakeMigrations, create_tenants, fetchval, tm
 
 import tenantmig
 
@@ -22,10 +17,6 @@ HISTORY = {
 NEW_UNSAFE = {"V3__index.sql": "CREATE INDEX t_id ON {{schema}}.t (id);\n"}
 
 
-def tm(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TENANTMIG_DSN", "COLUMNS")}
-    return subprocess.run([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_lint_shows_history_findings_but_does_not_block(make_migrations: MakeMigrations) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MakeMigrations
+from helpers import MakeMigrations
 
 import tenantmig
 from tenantmig._exceptions import ConfigError

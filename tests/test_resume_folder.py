@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-from conftest import MakeMigrations
-from helpers import create_tenants, execute, fetchval
+from helpers import MakeMigrations, create_tenants, execute, fetchval, tm
 
 FILES = {
     "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
@@ -18,10 +13,6 @@ FILES = {
 }
 
 
-def tm(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TENANTMIG_DSN", "COLUMNS")}
-    return subprocess.run([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 async def test_resume_from_elsewhere_uses_the_runs_folder(

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
-from conftest import MakeMigrations
-from helpers import create_tenants, execute, fetch, fetchval
+from helpers import MakeMigrations, create_tenants, execute, fetch, fetchval, tm
 
 import tenantmig
 
@@ -27,10 +22,6 @@ TENANT = {
 }
 
 
-def tm(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TENANTMIG_DSN", "COLUMNS")}
-    return subprocess.run([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 async def shared_versions(dsn: str) -> list[int]:

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
-from conftest import MakeMigrations
-from helpers import create_tenants
-
-
-def tm(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TENANTMIG_DSN", "COLUMNS")}
-    env["COLUMNS"] = "200"
-    return subprocess.run([sys.executable, "-m", "tenantmig", *map(str, args)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=120)
+from helpers import MakeMigrations, cli_env, create_tenants, tm
 
 
 async def test_many_tenants_failing_the_same_way_are_one_row(
@@ -29,7 +15,8 @@ async def test_many_tenants_failing_the_same_way_are_one_row(
     })
     tenants = [f"tenant_{i:02d}" for i in range(12)]
     await create_tenants(dsn, tenants)
-    r = tm("up", "--dsn", dsn, "--migrations", folder, cwd=folder.parent)
+    r = tm("up", "--dsn", dsn, "--migrations", folder, cwd=folder.parent,
+           env=cli_env(COLUMNS="200"))
     assert r.returncode == 1, r.stdout + r.stderr
     # One row for the twelve: the message with the tenant's name taken out.
     assert r.stdout.count("12 tenants: tenant_00, tenant_01, tenant_02, ...") == 1, r.stdout
