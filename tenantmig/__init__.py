@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     )
     from .context import MigrationContext
     from .engine import Engine, provision
-    from .executor import TenantOutcome
+    from .outcome import TenantOutcome
     from .plan import Plan, TenantPlan
     from .report import Report, Status, TenantStatus
     from .source import Migration, MigrationSet, load_migrations
@@ -39,7 +39,7 @@ _WHERE = {
     "MigrationContext": ".context",
     "Engine": ".engine",
     "provision": ".engine",
-    "TenantOutcome": ".executor",
+    "TenantOutcome": ".outcome",
     "Plan": ".plan",
     "TenantPlan": ".plan",
     "Report": ".report",

@@ -44,6 +44,7 @@ from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
 from .history import read_histories
 from .ledger import LedgerWriter, persistently
 from .lint import Finding, blocking, lint_migrations
+from .outcome import Direction, OutcomeStatus
 from .plan import Plan, TenantPlan, make_plan, plan_down
 from .report import Report, Status, TenantStatus
 from .source import MigrationSet, load_migrations
@@ -424,7 +425,7 @@ class Engine:
             if missing is not None:
                 now = datetime.now(UTC)
                 refused[p.tenant] = TenantOutcome(
-                    p.tenant, "failed", p.current, p.current, target,
+                    p.tenant, OutcomeStatus.FAILED, p.current, p.current, target,
                     failing_version=missing.version,
                     message=f"no undo for version {missing.version} ({missing.filename} has "
                             f"no U{missing.version} file or down()): cannot go down to "
@@ -504,7 +505,7 @@ class Engine:
         refused = refused or {}
         work = [p for p in plans if p.pending and p.tenant not in refused]
         skipped = {
-            p.tenant: TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
+            p.tenant: TenantOutcome(p.tenant, OutcomeStatus.SKIPPED, p.current, p.current, target)
             for p in plans
             if not p.pending
         }
@@ -574,7 +575,7 @@ class Engine:
             await on_outcome(outcome)
 
         executor = Executor(pool, self.options, run_id=run_id, on_outcome=on_outcome,
-                            direction=direction, on_cancelled=writer.add,
+                            direction=Direction(direction), on_cancelled=writer.add,
                             between_tenants=writer.between_tenants)
         self._executor = executor
         executor.count_failures(len(refused))

@@ -42,6 +42,8 @@ from .control import (
     tenant_lock_key,
 )
 from .durations import format_ms
+from .outcome import Direction, OutcomeStatus
+from .outcome import TenantOutcome as TenantOutcome
 from .plan import TenantPlan
 from .source import Migration, Step
 
@@ -99,26 +101,6 @@ class ExecOptions:
     tenant's SQL migrations then go in one batch per tenant."""
 
 
-@dataclass(frozen=True)
-class TenantOutcome:
-    """What happened to one tenant in a run."""
-
-    tenant: str
-    status: str
-    """``succeeded``, ``failed``, ``pending`` (never started) or ``skipped`` (at target)."""
-    version_before: int | None
-    version_reached: int | None
-    target: int | None
-    applied: tuple[int, ...] = ()
-    failing_version: int | None = None
-    sqlstate: str | None = None
-    message: str | None = None
-    attempts: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    seconds: float = 0.0
-
-
 @dataclass
 class _Unit:
     """What one call applies: migrations in one transaction (``atomic``), SQL migrations
@@ -139,11 +121,11 @@ class _Progress:
 
 
 def _units(
-    pending: Sequence[Migration], atomic: bool, direction: str, session: bool = True
+    pending: Sequence[Migration], atomic: bool, direction: Direction, session: bool = True
 ) -> list[_Unit]:
     units: list[_Unit] = []
     for m in pending:
-        step = m.up if direction == "up" else m.down
+        step = m.up if direction == Direction.UP else m.down
         transactional = step.transactional if step is not None else True
         sql = step is not None and step.sql is not None
         plain = transactional and sql and step is not None and step.statement_timeout_ms is None
@@ -159,7 +141,7 @@ def _units(
     if session:
         # One transaction of plain SQL migrations goes as one batch too.
         for unit in units:
-            steps = [m.up if direction == "up" else m.down for m in unit.migrations]
+            steps = [m.up if direction == Direction.UP else m.down for m in unit.migrations]
             if unit.kind == "atomic" and all(
                 s is not None and s.batchable and s.statement_timeout_ms is None
                 for s in steps
@@ -193,7 +175,7 @@ class Executor:
         *,
         run_id: str,
         on_outcome: OutcomeCallback | None = None,
-        direction: str = "up",
+        direction: Direction = Direction.UP,
         on_cancelled: Callable[[TenantOutcome], None] | None = None,
         between_tenants: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
@@ -207,7 +189,7 @@ class Executor:
         self._prime_args: tuple[object, ...] = ()
         self._run_id = run_id
         self._on_outcome = on_outcome
-        self._direction = direction
+        self._direction = Direction(direction)
         self._stopping = False
         self._failures = 0
         self._apply = (
@@ -245,7 +227,7 @@ class Executor:
                 (m.version, m.description, m.checksum,
                  None if step.lock_timeout_ms is None else self._lock_timeout(step))
                 for p in plans for m in p.pending
-                for step in [m.up if self._direction == "up" else m.down]
+                for step in [m.up if self._direction is Direction.UP else m.down]
                 if step is not None and step.batchable
             },
         )
@@ -268,7 +250,7 @@ class Executor:
                     # A SET in this tenant's Python or non-batchable SQL migration would
                     # stay in force for the next tenant on this connection.
                     await box.reset_session()
-                if outcome.status == "failed":
+                if outcome.status is OutcomeStatus.FAILED:
                     self.count_failures(1)
                 if self._on_outcome is not None:
                     result = self._on_outcome(outcome)
@@ -283,7 +265,7 @@ class Executor:
                 tg.start_soon(worker)
         return [
             outcomes.get(p.tenant)
-            or TenantOutcome(p.tenant, "pending", p.current, p.current, target)
+            or TenantOutcome(p.tenant, OutcomeStatus.PENDING, p.current, p.current, target)
             for p in plans
         ]
 
@@ -311,7 +293,7 @@ class Executor:
                                self._options.session):
                 if self._on_cancelled is not None:
                     self._partial[plan.tenant] = TenantOutcome(
-                        plan.tenant, "pending", plan.current, reached, target,
+                        plan.tenant, OutcomeStatus.PENDING, plan.current, reached, target,
                         applied=tuple(applied), attempts=attempts, started_at=started_at,
                     )
                 progress = _Progress(unit.migrations[0].version)
@@ -321,13 +303,13 @@ class Executor:
                 # not a count of steps, which would vary with how migrations are grouped.
                 attempts = max(attempts, tries)
                 applied.extend(progress.done)
-                if progress.done and self._direction == "up":
+                if progress.done and self._direction is Direction.UP:
                     state.has_history = True
                 finished = progress.done if error is not None else [
                     m.version for m in unit.migrations
                 ]
                 for version in finished:
-                    if self._direction == "up":
+                    if self._direction is Direction.UP:
                         remaining.add(version)
                     else:
                         remaining.discard(version)
@@ -343,7 +325,7 @@ class Executor:
             raise
         finally:
             self._partial.pop(plan.tenant, None)
-        status = "succeeded" if failure is None else "failed"
+        status = OutcomeStatus.SUCCEEDED if failure is None else OutcomeStatus.FAILED
         sqlstate = getattr(failure[1], "sqlstate", None) if failure else None
         if failure is not None:
             tenant_log.error("tenant failed", version=failure[0], sqlstate=sqlstate,
@@ -461,7 +443,7 @@ class Executor:
         return attempts, None
 
     def _step_or_none(self, migration: Migration) -> Step | None:
-        return migration.up if self._direction == "up" else migration.down
+        return migration.up if self._direction is Direction.UP else migration.down
 
     async def _drop_leftover_indexes(self, box: _Connection, tenant: str,
                                      names: Sequence[str]) -> list[str]:
@@ -530,7 +512,7 @@ class Executor:
         self, conn: Any, tenant: str, unit: _Unit, tenant_log: Any, progress: _Progress
     ) -> None:
         """Apply one unit, recording in *progress* what committed."""
-        undo = self._direction == "down"
+        undo = self._direction is Direction.DOWN
         steps = [(m, self._step(m)) for m in unit.migrations]
         if unit.kind == "each":
             await self._apply_each(conn, tenant, steps, undo, progress)
@@ -574,7 +556,7 @@ class Executor:
         """The unit's migrations in one batch (see ``batch``). While another runner holds
         the tenant, wait and try again; when the history changed since it was read, go on
         from what is left; on a real error, record what committed and raise."""
-        undo = self._direction == "down"
+        undo = self._direction is Direction.DOWN
         key = tenant_lock_key(tenant)
         todo = [(m, self._step(m)) for m in unit.migrations]
         # Rendered up front: a migration that cannot hold this tenant's name safely
@@ -661,7 +643,7 @@ class Executor:
         """After a batch ended early: record in *progress* the versions this run
         committed, update *state*; return what is left to do, whether this run committed
         any of *todo*, and whether another run did."""
-        undo = self._direction == "down"
+        undo = self._direction is Direction.DOWN
         present, state.has_history = await self._reread(conn, tenant, todo)
         state.known = True
         runs = {m.version: present[m.version] for m, _ in todo if m.version in present}
@@ -743,7 +725,7 @@ class Executor:
                                         history.table(tenant)))
 
     def _step(self, migration: Migration) -> Step:
-        if self._direction == "up":
+        if self._direction is Direction.UP:
             return migration.up
         if migration.down is None:
             raise RuntimeError(f"version {migration.version} has no undo")
@@ -819,7 +801,7 @@ class Executor:
         ))
 
     async def _record(self, conn: Any, tenant: str, migration: Migration, seconds: float) -> None:
-        if self._direction == "up":
+        if self._direction is Direction.UP:
             await history.fetch_once(
                 conn,
                 history.insert_sql(tenant),
@@ -854,7 +836,7 @@ class Executor:
         """A transactional Python step; the caller holds the transaction."""
         await self._lock_and_prepare(conn, tenant, step)
         if await self._is_applied(conn, tenant, migration.version) != (
-            self._direction == "down"
+            self._direction is Direction.DOWN
         ):
             return False
         assert step.python is not None
@@ -874,7 +856,7 @@ class Executor:
             wait = min(wait * 2, _LOCK_POLL_MAX)
         try:
             present = await self._is_applied(conn, tenant, migration.version)
-            if present != (self._direction == "down"):
+            if present != (self._direction is Direction.DOWN):
                 return False
             await conn.execute(
                 "SELECT pg_catalog.set_config('search_path', '', false), "
