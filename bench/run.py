@@ -482,8 +482,8 @@ def phase_timing(timer: PhaseTimer) -> Iterator[None]:
         (control, "ensure_control", "control setup", True),
         (control, "start_run", "run start (runs + ledger COPY)", True),
         (executor.Executor, "run", "executor", True),
-        (executor.Executor, "_apply_sql", "  in-transaction apply CALLs (summed)", True),
-        (executor.Executor, "_apply_each", "  apply CALLs, a COMMIT per migration (summed)", True),
+        (executor._transaction, "apply_sql", "  in-transaction apply CALLs (summed)", True),
+        (executor._each, "apply", "  apply CALLs, a COMMIT per migration (summed)", True),
         (ledger.LedgerWriter, "flush", "ledger flushes (background)", True),
         (control, "finish_run", "run finish", True),
     ]

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     )
     from .context import MigrationContext
     from .engine import Engine, provision
-    from .executor import TenantOutcome
     from .fleet import Fleet
     from .options import Options
+    from .outcome import TenantOutcome
     from .plan import Plan, TenantPlan
     from .report import Report, Status, TenantStatus
     from .source import Migration, MigrationSet, load_migrations
@@ -45,7 +45,7 @@ _WHERE = {
     "provision": ".engine",
     "Fleet": ".fleet",
     "Options": ".options",
-    "TenantOutcome": ".executor",
+    "TenantOutcome": ".outcome",
     "Plan": ".plan",
     "TenantPlan": ".plan",
     "Report": ".report",

@@ -18,8 +18,8 @@ from typing import Any
 
 from ._sql import text_array
 from .control import tenant_lock_key
-from .executor import TenantOutcome
 from .history import HISTORY_COLUMNS, table
+from .outcome import OutcomeStatus, TenantOutcome
 from .source import Migration
 
 
@@ -69,7 +69,7 @@ async def record(conn: Any, tenant: str, migrations: Sequence[Migration], run_id
         problems = disagreements(migrations, now)
         if problems:
             return TenantOutcome(
-                tenant, "failed", before, before, target,
+                tenant, OutcomeStatus.FAILED, before, before, target,
                 failing_version=target, message="history changed since it was checked: "
                 + "; ".join(problems), attempts=1, started_at=started,
                 finished_at=datetime.now(UTC), seconds=time.perf_counter() - t0)
@@ -81,6 +81,6 @@ async def record(conn: Any, tenant: str, migrations: Sequence[Migration], run_id
             run_id,
         )
     return TenantOutcome(
-        tenant, "succeeded", before, target, target,
+        tenant, OutcomeStatus.SUCCEEDED, before, target, target,
         applied=tuple(sorted(r["version"] for r in inserted)), attempts=1,
         started_at=started, finished_at=datetime.now(UTC), seconds=time.perf_counter() - t0)

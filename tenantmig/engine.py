@@ -33,11 +33,12 @@ from .discovery import (
     is_reserved,
     listed,
 )
-from .executor import ExecOptions, OutcomeCallback, TenantOutcome
+from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
 from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_ledger, read_run
 from .lint import Finding, accept_history, blocking, lint_migrations
 from .options import Options, Settings
+from .outcome import Direction, OutcomeStatus, TenantOutcome
 from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down, plan_tenant
 from .report import Report, Status, TenantStatus
 from .runs import StopSwitch, baseline_run, begin_run, database_refusal, run_plans
@@ -101,6 +102,7 @@ class Engine:
             atomic_tenant=self.settings.atomic_tenant,
             max_failures=self.settings.max_failures,
             control_schema=self.settings.control_schema,
+            shared_schemas=self.shared_schemas,
             retry_initial_wait=self.settings.retry_wait[0],
             retry_max_wait=self.settings.retry_wait[1],
             session=not self.settings.pgbouncer,
@@ -304,7 +306,7 @@ class Engine:
             plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
         self.refuse_drift(plan)
         return await self._execute(
-            plan.tenants, plan.target, "up", command, arguments, resumed_from, t0,
+            plan.tenants, plan.target, Direction.UP, command, arguments, resumed_from, t0,
             shared=plan.shared,
         )
 
@@ -334,14 +336,15 @@ class Engine:
             if missing is not None:
                 now = datetime.now(UTC)
                 refused[p.tenant] = TenantOutcome(
-                    p.tenant, "failed", p.current, p.current, target,
+                    p.tenant, OutcomeStatus.FAILED, p.current, p.current, target,
                     failing_version=missing.version,
                     message=f"no undo for version {missing.version} ({missing.filename} has "
                             f"no U{missing.version} file or down()): cannot go down to "
                             f"{target}; nothing was undone in this tenant",
                     started_at=now, finished_at=now,
                 )
-        return await self._execute(plans, target, "down", "down", arguments, resumed_from, t0,
+        return await self._execute(plans, target, Direction.DOWN, "down", arguments,
+                                   resumed_from, t0,
                                    refused)
 
     async def resume(self, run_id: str | None = None) -> Report:
@@ -372,7 +375,7 @@ class Engine:
                                   f"longer exist (dropped or renamed?): {listed(gone)}")
             log.warning("unfinished tenants of the run no longer exist", run_id=run.run_id,
                         tenants=gone)
-        if run.command == "down":
+        if run.command == Direction.DOWN:
             if run.target is None:
                 raise TargetError(f"run {run.run_id} has no target")
             report = await self.downgrade(run.target, todo, arguments=arguments,
@@ -441,7 +444,7 @@ class Engine:
         self,
         plans: Sequence[TenantPlan],
         target: int | None,
-        direction: str,
+        direction: Direction,
         command: str,
         arguments: dict[str, Any] | None,
         resumed_from: str | None,
@@ -456,7 +459,8 @@ class Engine:
         first = [shared] if shared is not None and shared.pending else []
         work = [p for p in plans if p.pending and p.tenant not in refused]
         skipped = {
-            p.tenant: TenantOutcome(p.tenant, "skipped", p.current, p.current, target)
+            p.tenant: TenantOutcome(p.tenant, OutcomeStatus.SKIPPED, p.current, p.current,
+                                    target)
             for p in plans
             if not p.pending
         }
@@ -464,7 +468,7 @@ class Engine:
             log.info("nothing to do", tenants=len(plans), target=target)
             return Report(command, None, target, tuple(skipped.values()),
                           time.perf_counter() - t0)
-        run_steps = [(m.version, m.up if direction == "up" else m.down)
+        run_steps = [(m.version, m.up if direction is Direction.UP else m.down)
                      for p in (*first, *work) for m in p.pending]
         steps = {str(step.path) for _, step in run_steps if step is not None}
         if self.pgbouncer:

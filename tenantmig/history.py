@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._sql import quote_ident
+from ._sql import quote_ident, text_array
 from .source import DESCRIPTION_MAX
+
+if TYPE_CHECKING:
+    from .source import Migration
 
 HISTORY_TABLE = "tenantmig_history"
 
@@ -66,6 +70,61 @@ def insert_sql(schema: str) -> str:
 
 def delete_sql(schema: str) -> str:
     return f"DELETE FROM {table(schema)} WHERE version = $1"
+
+
+# --- one tenant's history, on its own connection ---------------------------------------
+
+
+async def exists(conn: Any, schema: str) -> bool:
+    """Whether *schema* has its history table."""
+    return bool(await conn.fetchval("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                                    table(schema)))
+
+
+async def is_applied(conn: Any, schema: str, version: int, *, session: bool = True) -> bool:
+    """Whether *version* is in *schema*'s history. *session*: as for :func:`fetch_once`."""
+    if not await exists(conn, schema):
+        return False
+    return bool(await fetch_once(
+        conn, f"SELECT 1 FROM {table(schema)} WHERE version = $1", version, session=session,
+    ))
+
+
+async def runs_of(
+    conn: Any, schema: str, versions: Iterable[int], *, session: bool = True
+) -> dict[int, str | None] | None:
+    """Which of *versions* are in *schema*'s history, each with the run that applied it;
+    None when it has no history table. *session*: as for :func:`fetch_once`."""
+    if not await exists(conn, schema):
+        return None
+    rows = await fetch_once(
+        conn,
+        f"SELECT version, run_id FROM {table(schema)} "
+        "WHERE version = ANY($1::text[]::bigint[])",
+        text_array(versions),
+        session=session,
+    )
+    return {r["version"]: r["run_id"] for r in rows}
+
+
+async def add(conn: Any, schema: str, migration: Migration, *, seconds: float, run_id: str,
+              session: bool = True) -> None:
+    """Record *migration* as applied by *run_id*, in *seconds*."""
+    await fetch_once(
+        conn,
+        insert_sql(schema),
+        migration.version,
+        migration.description,
+        migration.checksum,
+        math.ceil(seconds * 1000),
+        run_id,
+        session=session,
+    )
+
+
+async def remove(conn: Any, schema: str, version: int, *, session: bool = True) -> None:
+    """Take *version* out of the history (it was undone)."""
+    await fetch_once(conn, delete_sql(schema), version, session=session)
 
 
 # The schemas are found through pg_namespace's name index (``name = ANY(name[])``), their

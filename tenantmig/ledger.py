@@ -28,14 +28,15 @@ from typing import Any
 import anyio
 import structlog
 
+from ._retry import Backoff
 from ._sql import quote_ident, text_array
 from .control import control_exists
-from .executor import TenantOutcome
+from .outcome import TenantOutcome
 
 log = structlog.get_logger("tenantmig")
 
 _FINAL_ATTEMPTS = 5
-_FIRST_WAIT = 0.5  # seconds; then 1, 1.5, 2
+_FIRST_WAIT = 0.5  # seconds; then 1, 1.5, 2 (see persistently)
 _BEAT_TIMEOUT = 2.0
 _WRITE_FAILED = "ledger write failed, will retry"
 _BEAT_FAILED = "could not record a heartbeat"
@@ -175,27 +176,18 @@ class LedgerWriter:
 
 async def persistently(action: Callable[[], Awaitable[None]]) -> Exception | None:
     """Run a control-schema write, trying again for a few seconds (the server may be
-    restarting); return the last error if it never went through."""
-    try:
-        await action()
-        return None
-    except Exception:  # tried again below; the last attempt's error is the one returned
-        await anyio.sleep(_FIRST_WAIT)
-    # Imported only once a write has failed: most runs never need it (start-up time).
-    from tenacity import AsyncRetrying, stop_after_attempt, wait_incrementing
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(_FINAL_ATTEMPTS - 1),
-        wait=wait_incrementing(start=_FIRST_WAIT * 2, increment=_FIRST_WAIT),
-        reraise=True,
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                await action()
-    except Exception as exc:
-        return exc
-    return None
+    restarting: waits of 0.5, 1, 1.5 and 2 s); return the last error if it never went
+    through."""
+    waits = Backoff(_FIRST_WAIT, 4 * _FIRST_WAIT, factor=1, increment=_FIRST_WAIT)
+    for attempt in range(_FINAL_ATTEMPTS):
+        try:
+            await action()
+            return None
+        except Exception as exc:
+            if attempt == _FINAL_ATTEMPTS - 1:
+                return exc
+            await waits.sleep()
+    return None  # pragma: no cover - the loop always returns
 
 
 # --- storage: runs and ledger rows ---------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .executor import TenantOutcome
 from .ledger import LedgerRow, RunRecord
+from .outcome import TenantOutcome
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Report:
         return sum(len(o.applied) for o in self.outcomes)
 
     def counts(self) -> dict[str, int]:
-        counts = Counter(o.status for o in self.outcomes)
+        counts: Counter[str] = Counter(o.status for o in self.outcomes)
         return {s: counts.get(s, 0) for s in ("succeeded", "failed", "pending", "skipped")}
 
     def slowest(self, n: int = 5) -> list[TenantOutcome]:

@@ -16,8 +16,9 @@ import structlog
 
 from . import baseline, control
 from ._exceptions import DatabaseUnavailable
-from .executor import ExecOptions, Executor, OutcomeCallback, TenantOutcome
+from .executor import ExecOptions, Executor, OutcomeCallback
 from .ledger import LedgerWriter, finish_run, persistently, start_run
+from .outcome import Direction, OutcomeStatus, TenantOutcome
 from .plan import TenantPlan
 from .report import Report
 from .source import Migration
@@ -118,7 +119,7 @@ async def run_plans(
     work: Sequence[TenantPlan],
     first: Sequence[TenantPlan] = (),
     target: int | None,
-    direction: str,
+    direction: Direction,
     command: str,
     refused: dict[str, TenantOutcome],
     on_outcome: OutcomeCallback | None,
@@ -156,7 +157,7 @@ async def run_plans(
     try:
         async with writer:
             before = await executor.run(first, None) if first else []
-            if all(o.status == "succeeded" for o in before):
+            if all(o.status == OutcomeStatus.SUCCEEDED for o in before):
                 outcomes = await executor.run(work, target)
             else:
                 log.error("a shared migration failed: no tenant was started", run_id=run_id)
@@ -165,7 +166,8 @@ async def run_plans(
         waiting = {p.tenant for p in work}  # not started: a shared migration failed
         ordered = (*before, *(
             by_tenant.get(p.tenant) or refused.get(p.tenant)
-            or TenantOutcome(p.tenant, "pending" if p.tenant in waiting else "skipped",
+            or TenantOutcome(p.tenant, OutcomeStatus.PENDING if p.tenant in waiting
+                             else OutcomeStatus.SKIPPED,
                              p.current, p.current, target)
             for p in plans
         ))
@@ -208,7 +210,8 @@ async def baseline_run(
                     if tenant in todo:
                         tg.start_soon(one, tenant)
         report = Report("baseline", run_id, version, tuple(
-            outcomes.get(t) or TenantOutcome(t, "skipped", current[t], current[t], version)
+            outcomes.get(t)
+            or TenantOutcome(t, OutcomeStatus.SKIPPED, current[t], current[t], version)
             for t in tenants), time.perf_counter() - t0)
         status = "succeeded" if report.ok else "failed"
         return report

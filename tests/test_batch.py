@@ -126,7 +126,8 @@ async def test_a_migration_raising_our_internal_sqlstate_fails_normally(
 
 
 def test_atomic_groups_of_plain_sql_go_as_one_batch(make_migrations: MakeMigrations) -> None:
-    from tenantmig.executor import _units
+    from tenantmig.executor import UnitKind, units
+    from tenantmig.outcome import Direction
 
     folder = make_migrations({
         "V1__a.sql": "CREATE TABLE {{schema}}.a (id int);",
@@ -138,14 +139,16 @@ def test_atomic_groups_of_plain_sql_go_as_one_batch(make_migrations: MakeMigrati
     })
     pending = load_migrations(folder).migrations
     kinds = [(u.kind, [m.version for m in u.migrations])
-             for u in _units(pending, atomic=True, direction="up")]
-    assert kinds == [("atomic", [1, 2, 3]), ("single", [4]), ("atomic-batch", [5])]
+             for u in units(pending, atomic=True, direction=Direction.UP, session=True)]
+    assert kinds == [(UnitKind.ATOMIC, [1, 2, 3]), (UnitKind.NO_TRANSACTION, [4]),
+                     (UnitKind.ATOMIC_BATCH, [5])]
     plain = [m for m in pending if m.version in (1, 2, 5)]
-    assert [(u.kind, len(u.migrations)) for u in _units(plain, atomic=True, direction="up")
-            ] == [("atomic-batch", 3)]
+    assert [(u.kind, len(u.migrations))
+            for u in units(plain, atomic=True, direction=Direction.UP, session=True)
+            ] == [(UnitKind.ATOMIC_BATCH, 3)]
     # Through PgBouncer (no session) the procedure does it.
-    assert [u.kind for u in _units(plain, atomic=True, direction="up", session=False)
-            ] == ["atomic"]
+    assert [u.kind for u in units(plain, atomic=True, direction=Direction.UP, session=False)
+            ] == [UnitKind.ATOMIC]
 
 
 @pytest.mark.parametrize("broken", BROKEN)

@@ -27,7 +27,7 @@ AT_HEAD = ["tenant_MixedCase", "tenant_O'Brien \"x\"", "tenant_" + "x" * 56] + [
 AT_ONE = [f"tenant_one{i:02d}" for i in range(30)]
 NEVER = ["tenant_never"]
 
-EXPECT = "SELECT count(*) FROM pg_proc WHERE proname = 'expect_v4'"
+EXPECT = "SELECT count(*) FROM pg_proc WHERE proname = 'expect_v5'"
 
 
 def where(status: Status) -> dict[str, tuple[int | None, tuple[int, ...], tuple[int, ...]]]:
@@ -70,7 +70,7 @@ async def test_an_older_control_schema_is_read_and_then_upgraded(
     folder = make_migrations(MIGRATIONS)
     await migrate_some(dsn, folder)
     # What a control schema of an older release lacks: this release's functions.
-    await execute(dsn, "DROP FUNCTION tenantmig.expect_v4(bigint, bigint[], bigint[], boolean)")
+    await execute(dsn, "DROP FUNCTION tenantmig.expect_v5(bigint, bigint[], bigint[], boolean)")
     await execute(dsn, "ALTER TABLE tenantmig.backfills DROP COLUMN fingerprint")
     await execute(dsn, "ALTER TABLE tenantmig.runs DROP COLUMN heartbeat_at")
 

@@ -25,8 +25,8 @@ from .._sql import redact_dsn, scrub
 from ..config import Config, load_config
 from ..discovery import merge_tenants
 from ..engine import Engine
-from ..executor import TenantOutcome
 from ..fleet import Fleet
+from ..outcome import TenantOutcome
 from ..plan import Plan
 from ..report import Report
 from ..source import MigrationSet, load_migrations

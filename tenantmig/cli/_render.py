@@ -14,8 +14,8 @@ from rich.markup import escape as _rich_escape
 from rich.table import Table
 
 from .._sql import UnsafeTenantName
-from ..executor import TenantOutcome
 from ..ledger import LedgerRow, RunRecord
+from ..outcome import TenantOutcome
 from ..plan import Plan, TenantPlan
 from ..report import Report, Status
 
