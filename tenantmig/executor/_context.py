@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..context import MigrationContext
 from .._sql import search_path
+from ..context import MigrationContext
 from ..durations import format_ms
 from ..outcome import Direction
 from ..source import Migration, Step
