@@ -134,3 +134,22 @@ def concurrent_index(statement: str) -> str:
             return str(stmt.idxname)
     return ""
 
+
+
+def refused_in_transaction(text: str) -> bool:
+    """Whether *text* is one statement that PostgreSQL refuses inside a transaction block
+    (``CREATE``/``DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``VACUUM``):
+    a tool that sends a file as one query runs such a file outside a transaction."""
+    try:
+        parsed = pglast.parse_sql(render(text, "x"))
+    except Exception:  # the server reports the syntax error, naming the migration
+        return False
+    if len(parsed) != 1:
+        return False
+    stmt: Any = parsed[0].stmt
+    name = type(stmt).__name__
+    if name in ("IndexStmt", "DropStmt"):
+        return bool(stmt.concurrent)
+    if name == "ReindexStmt":
+        return any(getattr(p, "defname", None) == "concurrently" for p in stmt.params or ())
+    return name == "VacuumStmt"

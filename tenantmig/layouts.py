@@ -6,7 +6,8 @@ version's up and undo, with the version and the order that tool gives them; the 
 them is then checked by :mod:`tenantmig.source` exactly as our own files are.
 
 - golang-migrate: ``<n>_<title>.up.sql`` and ``<n>_<title>.down.sql``; the version is the
-  unsigned integer *n*, ordered numerically.
+  unsigned integer *n*, ordered numerically; a file that is one statement PostgreSQL
+  refuses in a transaction (``CREATE INDEX CONCURRENTLY``) runs without one, as there.
 - dbmate: ``<n><anything>.sql``, one file with ``-- migrate:up`` and ``-- migrate:down``
   sections; the version is the leading digits, ordered by file name.
 - diesel: ``<version>_<name>/up.sql`` (and ``down.sql``, ``metadata.toml``); the version is
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import Problem
+from ._sqlscan import refused_in_transaction
 
 OURS, GOLANG_MIGRATE, DBMATE, DIESEL = "tenantmig", "golang-migrate", "dbmate", "diesel"
 
@@ -101,6 +103,17 @@ def detect(paths: Sequence[Path], problems: list[Problem]) -> tuple[str, list[Pa
     return layout, [path for path, kind in kinds.items() if kind in (layout, None)]
 
 
+def sql_files(layout: str, paths: Sequence[Path]) -> list[Path]:
+    """The SQL files among *paths* of a folder in another tool's *layout*, by name only."""
+    if layout == DIESEL:
+        return [path / name for path in paths if path.is_dir()
+                for name in ("up.sql", "down.sql") if (path / name).is_file()]
+    if layout == GOLANG_MIGRATE:
+        return [path for path in paths if path.is_file()
+                and (match := _GOLANG.match(path.name)) is not None and match["ext"] == "sql"]
+    return [path for path in paths if path.is_file() and _DBMATE.match(path.name)]
+
+
 def read_bytes(path: Path, problems: list[Problem]) -> bytes | None:
     """The file's bytes, or None with a problem when it cannot be read."""
     try:
@@ -165,11 +178,22 @@ def _golang_migrate(paths: Sequence[Path], problems: list[Problem]) -> list[Foun
         down_data = read_bytes(down_path, problems) if down_path is not None else None
         if data is None or (down_path is not None and down_data is None):
             continue
-        down = Part(down_path, down_data) if down_path is not None and down_data is not None \
-            else None
-        found.append(Found(version, _description(title), data, Part(path, data), down,
+        down = Part(down_path, down_data, _golang_transactional(down_data)) \
+            if down_path is not None and down_data is not None else None
+        found.append(Found(version, _description(title), data,
+                           Part(path, data, _golang_transactional(data)), down,
                            order=f"{version:020d}"))
     return found
+
+
+def _golang_transactional(data: bytes) -> bool:
+    """golang-migrate sends a file as one query: PostgreSQL runs a file of several
+    statements in one implicit transaction, a single ``CREATE INDEX CONCURRENTLY`` (and the
+    like) outside any, which is how it must run here too."""
+    try:
+        return not refused_in_transaction(data.decode("utf-8"))
+    except UnicodeDecodeError:  # reported, with its line, when the step is loaded
+        return True
 
 
 def _dbmate(paths: Sequence[Path], problems: list[Problem]) -> list[Found]:

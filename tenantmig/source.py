@@ -139,11 +139,14 @@ def checksum(data: bytes) -> str:
 
 
 def sql_files(directory: str | Path) -> list[Path]:
-    """The SQL migration files (V and U) in *directory*, by name only: what ``lint --fix``
-    rewrites before the files are loaded (and checked) for real."""
+    """The SQL migration files (V and U, or another tool's) in *directory*, by name only:
+    what ``lint --fix`` rewrites before the files are loaded (and checked) for real."""
     root = Path(directory)
     if not root.is_dir():
         raise LoadError([Problem(str(root), 0, "migrations folder not found")])
+    layout, paths = layouts.detect(layouts.entries(root), [])
+    if layout != layouts.OURS:
+        return layouts.sql_files(layout, paths)
     return [path for path in sorted(root.iterdir())
             if path.is_file() and not path.name.startswith((".", "_"))
             and (match := _NAME.match(path.name)) is not None and match["ext"] == "sql"]

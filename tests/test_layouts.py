@@ -5,6 +5,9 @@ PostgreSQL with :class:`tenantmig.Engine`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from helpers import create_tenants, fetch, relations
 
 from tenantmig import Engine, LoadError, load_migrations
 from tenantmig._exceptions import Problem
-from tenantmig.source import MigrationSet, checksum
+from tenantmig.source import MigrationSet, checksum, sql_files
 
 MakeMigrations = Callable[..., Path]
 ALLOW = "-- tenantmig:allow drop-table the undo of this version's own table\n"
@@ -41,10 +44,10 @@ def shape(migrations: MigrationSet) -> list[tuple[int, str, bool]]:
 GOLANG = {
     "1_create_users.up.sql": "CREATE TABLE {{schema}}.users (id int PRIMARY KEY, name text);\n",
     "1_create_users.down.sql": ALLOW + "DROP TABLE {{schema}}.users;\n",
-    "2_users_name_index.up.sql": """\
-        -- tenantmig:no-transaction
-        CREATE INDEX CONCURRENTLY users_name_idx ON {{schema}}.users (name);
-        """,
+    # One statement PostgreSQL refuses in a transaction: golang-migrate runs it outside
+    # one, and so do we, with or without our directive.
+    "2_users_name_index.up.sql":
+        "CREATE INDEX CONCURRENTLY users_name_idx ON {{schema}}.users (name);\n",
     "2_users_name_index.down.sql": """\
         -- tenantmig:no-transaction
         DROP INDEX CONCURRENTLY {{schema}}.users_name_idx;
@@ -69,6 +72,21 @@ def test_golang_migrate_folder(make_migrations: MakeMigrations) -> None:
     assert index.up.concurrent_indexes == ("users_name_idx",)
     assert posts.up.sql == GOLANG["10_posts.up.sql"]
     assert seed.down is None  # an up without a down: no undo, as in golang-migrate
+    assert sql_files(folder) == sorted(folder.glob("*.sql"))
+
+
+def test_golang_migrate_transaction_only_for_one_refused_statement(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "1_two.up.sql": "CREATE TABLE {{schema}}.t (a int);\n"
+                        "CREATE INDEX CONCURRENTLY t_a ON {{schema}}.t (a);\n",
+        "2_vacuum.up.sql": "VACUUM {{schema}}.t;\n",
+        "3_reindex.up.sql": "REINDEX INDEX CONCURRENTLY {{schema}}.t_a;\n",
+        "4_plain_index.up.sql": "CREATE INDEX t_b ON {{schema}}.t (a);\n",
+    })
+    assert [m.transactional for m in load_migrations(folder).migrations] == [
+        True, False, False, True]
 
 
 def test_golang_migrate_broken(make_migrations: MakeMigrations) -> None:
@@ -148,6 +166,7 @@ def test_dbmate_folder(make_migrations: MakeMigrations) -> None:
     assert index.up.statements and not index.up.transactional
     # An empty down section: nothing to undo.
     assert seed.down is not None and seed.down.statements == () and not seed.down.batchable
+    assert sql_files(folder) == sorted(folder.glob("*.sql"))
 
 
 def test_dbmate_order_is_file_name_order(make_migrations: MakeMigrations) -> None:
@@ -227,6 +246,7 @@ def test_diesel_folder(make_migrations: MakeMigrations) -> None:
     assert index.down is not None and not index.down.transactional
     assert seed.down is not None and seed.down.statements == ()
     assert setup.down is not None
+    assert sorted(sql_files(folder)) == sorted(folder.glob("*/*.sql"))
 
 
 def test_diesel_without_down_has_no_undo(make_migrations: MakeMigrations) -> None:
@@ -280,6 +300,18 @@ def test_mixed_layouts_name_the_odd_files(make_migrations: MakeMigrations) -> No
     for problem in problems:
         assert "folder of golang-migrate migrations" in problem.message
         assert "one folder holds one layout" in problem.message
+
+
+def test_mixed_folder_is_exit_2_on_the_command_line(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({**GOLANG, "V3__ours.sql": "SELECT 1;\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTMIG_")}
+    result = subprocess.run([sys.executable, "-m", "tenantmig", "lint", "--migrations",
+                             str(folder)], cwd=folder.parent, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result
+    stderr = result.stderr.replace("\n", "")  # the console may wrap long lines
+    assert "V3__ours.sql" in stderr and "one folder holds one layout" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_our_layout_keeps_its_messages_among_other_names(make_migrations: MakeMigrations) -> None:
