@@ -7,30 +7,29 @@ Loading is strict. Every problem found is collected and raised together as one
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import inspect
 import re
-import sys
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pglast
-from pglast import ast
 
+from . import layouts
 from ._exceptions import LoadError, Problem
+from ._python import Header, PythonStep, coroutine, import_module, python_header
 from ._sql import NO_STRINGS, SCHEMA_PLACEHOLDER, StringContexts, placeholders, render
+from ._sqlscan import batchable, concurrent_index, string_contexts, walk
 from .durations import parse_duration_ms
+
+__all__ = [
+    "DESCRIPTION_MAX", "Allow", "Kind", "Migration", "MigrationSet", "PythonStep", "Step",
+    "checksum", "load_migrations", "sql_files", "string_contexts", "walk",
+]
 
 _NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>[^/\\]+)\.(?P<ext>sql|py)$")
 _DIRECTIVE_PREFIX = "-- tenantmig:"
 _ALLOW_PREFIX = "-- tenantmig:allow "
 _KNOWN_DIRECTIVES = ("no-transaction", "lock-timeout", "statement-timeout")
-
-PythonStep = Callable[[Any], Awaitable[None]]
 
 DESCRIPTION_MAX = 200
 """Longest description kept (from the file name), the width of the history column."""
@@ -139,36 +138,42 @@ def checksum(data: bytes) -> str:
     return hashlib.sha256(normalised).hexdigest()
 
 
-@dataclass
-class _Header:
-    transactional: bool = True
-    lock_timeout_ms: int | None = None
-    statement_timeout_ms: int | None = None
-
-
 def sql_files(directory: str | Path) -> list[Path]:
-    """The SQL migration files (V and U) in *directory*, by name only: what ``lint --fix``
-    rewrites before the files are loaded (and checked) for real."""
+    """The SQL migration files (V and U, or another tool's) in *directory*, by name only:
+    what ``lint --fix`` rewrites before the files are loaded (and checked) for real."""
     root = Path(directory)
     if not root.is_dir():
         raise LoadError([Problem(str(root), 0, "migrations folder not found")])
+    layout, paths = layouts.detect(layouts.entries(root), [])
+    if layout != layouts.OURS:
+        return layouts.sql_files(layout, paths)
     return [path for path in sorted(root.iterdir())
             if path.is_file() and not path.name.startswith((".", "_"))
             and (match := _NAME.match(path.name)) is not None and match["ext"] == "sql"]
 
 
 def load_migrations(directory: str | Path) -> MigrationSet:
-    """Load and check every migration in *directory*; raise :class:`LoadError` on any problem."""
+    """Load and check every migration in *directory*, in our layout or in another tool's
+    (see :mod:`tenantmig.layouts`); raise :class:`LoadError` on any problem."""
     root = Path(directory)
     problems: list[Problem] = []
     if not root.is_dir():
         raise LoadError([Problem(str(root), 0, "migrations folder not found")])
+    layout, paths = layouts.detect(layouts.entries(root), problems)
+    if layout == layouts.OURS:
+        migrations = _load_ours(paths, problems)
+    else:
+        migrations = [m for found in layouts.read(layout, paths, problems)
+                      if (m := _load_found(found, problems)) is not None]
+    if problems:
+        raise LoadError(problems)
+    return MigrationSet(root, tuple(migrations))
 
+
+def _load_ours(paths: list[Path], problems: list[Problem]) -> list[Migration]:
     ups: dict[int, tuple[Path, str]] = {}
     undos: dict[int, Path] = {}
-    for path in sorted(root.iterdir()):
-        if path.name.startswith((".", "_")) or path.name in {"README.md", "__pycache__"}:
-            continue
+    for path in paths:
         if path.is_dir():
             continue
         match = _NAME.match(path.name)
@@ -183,15 +188,14 @@ def load_migrations(directory: str | Path) -> MigrationSet:
             )
             continue
         version = int(match["version"])
-        kind = match["kind"]
-        table: dict[int, Any] = ups if kind == "V" else undos
+        table: dict[int, Path] = undos if match["kind"] == "U" else {
+            v: up for v, (up, _) in ups.items()}
         if version in table:
-            other = table[version][0] if kind == "V" else table[version]
             problems.append(
-                Problem(str(path), 0, f"duplicate version {version} (also {Path(other).name})")
+                Problem(str(path), 0, f"duplicate version {version} (also {table[version].name})")
             )
             continue
-        if kind == "V":
+        if match["kind"] == "V":
             ups[version] = (path, match["description"])
         else:
             undos[version] = path
@@ -205,18 +209,22 @@ def load_migrations(directory: str | Path) -> MigrationSet:
         migration = _load_one(version, description, path, undos.get(version), problems)
         if migration is not None:
             migrations.append(migration)
-
-    if problems:
-        raise LoadError(problems)
-    return MigrationSet(root, tuple(migrations))
+    return migrations
 
 
-def _read(path: Path, problems: list[Problem]) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        problems.append(Problem(str(path), 0, f"cannot read file: {exc.strerror or exc}"))
+def _load_found(found: layouts.Found, problems: list[Problem]) -> Migration | None:
+    """A version of another tool's folder: its SQL checked exactly as ours is."""
+    before = len(problems)
+    up = _load_sql(found.up.path, found.up.data, problems,
+                   transactional=found.up.transactional)
+    down = None
+    if found.down is not None:
+        down = _load_sql(found.down.path, found.down.data, problems,
+                         transactional=found.down.transactional, undo=True)
+    if up is None or len(problems) > before:
         return None
+    return Migration(version=found.version, description=found.description[:DESCRIPTION_MAX],
+                     kind=Kind.SQL, checksum=checksum(found.checksummed), up=up, down=down)
 
 
 def _load_one(
@@ -226,7 +234,7 @@ def _load_one(
     undo_path: Path | None,
     problems: list[Problem],
 ) -> Migration | None:
-    data = _read(path, problems)
+    data = layouts.read_bytes(path, problems)
     if data is None:
         return None
     digest = checksum(data)
@@ -245,12 +253,12 @@ def _load_one(
             up=step,
             down=down,
         )
-    module = _import(path, version, problems)
+    module = import_module(path, version, problems)
     if module is None:
         return None
-    header = _python_header(path, module, problems)
-    up = _coroutine(path, module, "up", problems, required=True)
-    down_fn = _coroutine(path, module, "down", problems, required=False)
+    header = python_header(path, module, problems)
+    up = coroutine(path, module, "up", problems, required=True)
+    down_fn = coroutine(path, module, "down", problems, required=False)
     if undo_path is not None:
         problems.append(Problem(str(undo_path), 0, "a Python migration's undo is its down()"))
     if len(problems) > before or up is None:
@@ -278,17 +286,19 @@ def _load_one(
 def _load_undo(path: Path | None, problems: list[Problem]) -> Step | None:
     if path is None:
         return None
-    data = _read(path, problems)
+    data = layouts.read_bytes(path, problems)
     if data is None:
         return None
     if path.suffix == ".py":
         problems.append(Problem(str(path), 0, "undo files are SQL; use down() in a .py migration"))
         return None
-    return _load_sql(path, data, problems)
+    return _load_sql(path, data, problems, undo=True)
 
 
-def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
-    header = _Header()
+def _load_sql(path: Path, data: bytes, problems: list[Problem], *, transactional: bool = True,
+              undo: bool = False) -> Step | None:
+    """One SQL step; *transactional* False when the file's own tool already says so."""
+    header = Header(transactional=transactional)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -321,18 +331,11 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
                 Problem(str(path), number, f"unknown placeholder {{{{{name}}}}}; only "
                 f"{SCHEMA_PLACEHOLDER} exists")
             )
-    body = _strip_comments_and_space(text)
-    if not body:
+    # An undo with nothing in it says there is nothing to undo; an up must do something.
+    # A file that never names {{schema}} is fine: it runs with the tenant first on the
+    # transaction's search_path.
+    if not undo and not _has_statement(text):
         problems.append(Problem(str(path), 1, "no SQL statement in file"))
-    elif SCHEMA_PLACEHOLDER not in _code_only(text):
-        problems.append(
-            Problem(
-                str(path),
-                1,
-                f"never names {SCHEMA_PLACEHOLDER}: qualify every tenant object as "
-                f"{SCHEMA_PLACEHOLDER}.name (shared objects as their_schema.name)",
-            )
-        )
     statements: tuple[str, ...] = ()
     if len(problems) == before and not header.transactional:
         try:
@@ -345,121 +348,15 @@ def _load_sql(path: Path, data: bytes, problems: list[Problem]) -> Step | None:
         path,
         sql=text,
         statements=statements,
-        concurrent_indexes=tuple(_concurrent_index(s) for s in statements if _concurrent_index(s)),
+        concurrent_indexes=tuple(concurrent_index(s) for s in statements if concurrent_index(s)),
         transactional=header.transactional,
         lock_timeout_ms=header.lock_timeout_ms,
         statement_timeout_ms=header.statement_timeout_ms,
         allows=tuple(allows),
         strings=string_contexts(text),
         statement_strings=tuple(string_contexts(s) for s in statements),
-        batchable=header.transactional and len(problems) == before and _batchable(text),
+        batchable=header.transactional and len(problems) == before and batchable(text),
     )
-
-
-# Statements a batch cannot carry: they would end the batch's transaction or change the
-# session that later tenants run on.
-_UNBATCHABLE = frozenset({"TransactionStmt", "VariableSetStmt", "DiscardStmt"})
-
-
-def _batchable(text: str) -> bool:
-    try:
-        parsed = pglast.parse_sql(render(text, "x"))
-    except Exception:  # the server reports the syntax error, naming this migration
-        return False
-    return bool(parsed) and not any(
-        type(raw.stmt).__name__ in _UNBATCHABLE or _sets_session(raw.stmt) for raw in parsed
-    )
-
-
-def _sets_session(stmt: ast.Node | None) -> bool:
-    """Whether *stmt* calls set_config other than with a constant ``true`` (transaction-
-    local): a setting for the whole session, like a SET. (Inside a DO block or a function
-    body it is not seen: the body is a string.)"""
-    for node in walk(stmt):
-        if isinstance(node, ast.FuncCall) and node.funcname and \
-                getattr(node.funcname[-1], "sval", None) == "set_config":
-            args = node.args or ()
-            local = args[2] if len(args) > 2 else None
-            if isinstance(local, ast.NamedArgExpr):
-                local = local.arg
-            if not (isinstance(local, ast.A_Const) and isinstance(local.val, ast.Boolean)
-                    and local.val.boolval):
-                return True
-    return False
-
-
-def walk(node: Any) -> Iterator[ast.Node]:
-    """Every node of a pglast parse tree under *node* (itself included), depth first."""
-    stack: list[Any] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, tuple):
-            stack.extend(reversed(item))
-        elif isinstance(item, ast.Node):
-            yield item
-            children = [getattr(item, name) for name in item]
-            stack.extend(c for c in reversed(children) if isinstance(c, ast.Node | tuple))
-
-
-def string_contexts(text: str) -> StringContexts:
-    """Where ``{{schema}}`` stands inside string constants of *text* (see
-    :class:`StringContexts`): PostgreSQL's own scanner finds the constants, and the
-    bodies of dollar-quoted ones (PL/pgSQL is lexed by the same scanner) are scanned in
-    turn, so a placeholder in a string inside a function body is escaped for it."""
-    if SCHEMA_PLACEHOLDER not in text:
-        return NO_STRINGS
-    found: dict[str, set[int]] = {"literal": set(), "escape": set(), "opaque": set()}
-    tags: set[str] = set()
-    try:
-        _scan_strings(text, 0, found, tags)
-    except Exception:  # the server will report the syntax error
-        # Nothing is known of where the constants are: a name with ' \ or $ could end
-        # one that the broken text leaves open, so such a name is refused (opaque).
-        return StringContexts(opaque=frozenset(
-            i for i in range(len(text)) if text.startswith(SCHEMA_PLACEHOLDER, i)))
-    return StringContexts(
-        literal=frozenset(found["literal"]),
-        escape=frozenset(found["escape"]),
-        opaque=frozenset(found["opaque"]),
-        tags=frozenset(tags),
-    )
-
-
-def _scan_strings(text: str, base: int, found: dict[str, set[int]], tags: set[str]) -> None:
-    # The scanner reports byte offsets; map them to character offsets.
-    encoded = text.encode("utf-8")
-    for t in pglast.parser.scan(text):
-        if t.name not in ("SCONST", "USCONST"):
-            continue
-        lo = len(encoded[: t.start].decode("utf-8", "ignore"))
-        hi = len(encoded[: t.end + 1].decode("utf-8", "ignore"))
-        inside = _placeholder_offsets(text, lo, hi)
-        if not inside:
-            continue
-        first = text[lo].lower()
-        if first == "$":
-            tag = text[lo : text.index("$", lo + 1) + 1]
-            tags.add(tag)
-            body = text[lo + len(tag) : hi - len(tag)]
-            try:
-                _scan_strings(body, base + lo + len(tag), found, tags)
-            except Exception:  # not SQL (another language): refuse risky names there
-                found["opaque"].update(base + i for i in inside)
-        elif t.name == "USCONST" or first == "u":
-            found["opaque"].update(base + i for i in inside)
-        elif first == "e":
-            found["escape"].update(base + i for i in inside)
-        else:
-            found["literal"].update(base + i for i in inside)
-
-
-def _placeholder_offsets(text: str, lo: int, hi: int) -> list[int]:
-    offsets = []
-    start = text.find(SCHEMA_PLACEHOLDER, lo)
-    while start != -1 and start < hi:
-        offsets.append(start)
-        start = text.find(SCHEMA_PLACEHOLDER, start + 1)
-    return offsets
 
 
 def _allow(path: Path, number: int, raw: str, problems: list[Problem]) -> Allow | None:
@@ -474,31 +371,14 @@ def _allow(path: Path, number: int, raw: str, problems: list[Problem]) -> Allow 
     return Allow(line=number, rule=rule, reason=reason.strip())
 
 
-def _concurrent_index(statement: str) -> str:
-    """The name of the index a ``CREATE INDEX CONCURRENTLY`` statement builds, else ''."""
-    if "concurrently" not in statement.lower():
-        return ""
-    try:
-        parsed = pglast.parse_sql(render(statement, "x"))
-    except Exception:  # the server will report the syntax error with its own words
-        return ""
-    for raw in parsed:
-        stmt: Any = raw.stmt
-        if type(stmt).__name__ == "IndexStmt" and stmt.concurrent and stmt.idxname:
-            return str(stmt.idxname)
-    return ""
 
-
-def _code_only(text: str) -> str:
-    """*text* without ``--`` comments (strings are kept; good enough to find placeholders)."""
+def _has_statement(text: str) -> bool:
+    """Whether *text* holds anything but comments, blanks and semicolons."""
     try:
-        return "".join(
-            text[t.start : t.end + 1]
-            for t in pglast.parser.scan(text)
-            if t.name not in ("SQL_COMMENT", "C_COMMENT")
-        )
-    except Exception:  # unscannable text: the server will say why
-        return text
+        return any(t.name not in ("SQL_COMMENT", "C_COMMENT", "ASCII_59")
+                   for t in pglast.parser.scan(text))
+    except Exception:  # unscannable text is not empty: the server will say what is wrong
+        return bool(_strip_comments_and_space(text))
 
 
 def _strip_comments_and_space(text: str) -> str:
@@ -506,7 +386,7 @@ def _strip_comments_and_space(text: str) -> str:
     return "".join(lines).strip().strip(";").strip()
 
 
-def _directive(path: Path, number: int, raw: str, header: _Header, problems: list[Problem]) -> None:
+def _directive(path: Path, number: int, raw: str, header: Header, problems: list[Problem]) -> None:
     name, _, value = raw.strip().partition("=")
     name, value = name.strip(), value.strip()
     if name == "no-transaction" and not value:
@@ -530,69 +410,3 @@ def _directive(path: Path, number: int, raw: str, header: _Header, problems: lis
                 + ", ".join(_KNOWN_DIRECTIVES),
             )
         )
-
-
-def _import(path: Path, version: int, problems: list[Problem]) -> ModuleType | None:
-    name = f"tenantmig_migrations.v{version}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        problems.append(Problem(str(path), 0, "cannot import"))
-        return None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        problems.append(Problem(str(path), exc.lineno or 0, f"syntax error: {exc.msg}"))
-        return None
-    except Exception as exc:
-        line = _traceback_line(exc, path)
-        problems.append(Problem(str(path), line, f"import failed: {type(exc).__name__}: {exc}"))
-        return None
-    sys.modules.pop(name, None)
-    return module
-
-
-def _traceback_line(exc: BaseException, path: Path) -> int:
-    tb = exc.__traceback__
-    line = 0
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename) == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _python_header(path: Path, module: ModuleType, problems: list[Problem]) -> _Header:
-    header = _Header()
-    transactional = getattr(module, "transactional", True)
-    if not isinstance(transactional, bool):
-        problems.append(Problem(str(path), 0, "transactional must be True or False"))
-    else:
-        header.transactional = transactional
-    for attribute in ("lock_timeout", "statement_timeout"):
-        value = getattr(module, attribute, None)
-        if value is None:
-            continue
-        try:
-            ms = parse_duration_ms(str(value))
-        except ValueError as exc:
-            problems.append(Problem(str(path), 0, f"{attribute}: {exc}"))
-            continue
-        setattr(header, f"{attribute}_ms", ms)
-    return header
-
-
-def _coroutine(
-    path: Path, module: ModuleType, name: str, problems: list[Problem], *, required: bool
-) -> PythonStep | None:
-    fn = getattr(module, name, None)
-    if fn is None:
-        if required:
-            problems.append(Problem(str(path), 0, f"no async def {name}(ctx)"))
-        return None
-    if not inspect.iscoroutinefunction(fn):
-        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 0)
-        problems.append(Problem(str(path), line, f"{name} must be 'async def {name}(ctx)'"))
-        return None
-    step: PythonStep = fn
-    return step

@@ -128,17 +128,43 @@ def test_missing_folder(tmp_path: Path) -> None:
     assert "not found" in problem.message
 
 
-def test_sql_never_naming_schema(tmp_path: Path) -> None:
+def test_sql_never_naming_schema_loads(tmp_path: Path) -> None:
+    """Issue 14: unqualified SQL runs with the tenant first on the transaction's
+    search_path, so a file that never names {{schema}} is no longer a load error."""
     write(tmp_path, "V1__x.sql", "CREATE TABLE leak (id int);\n")
+    (migration,) = load_migrations(tmp_path).migrations
+    assert migration.up.sql == "CREATE TABLE leak (id int);\n"
+    assert migration.up.render("tenant_a") == migration.up.sql
+
+
+def test_sql_naming_schema_only_in_a_comment_loads(tmp_path: Path) -> None:
+    write(tmp_path, "V1__x.sql", "-- creates {{schema}}.leak\nCREATE TABLE leak (id int);\n")
+    (migration,) = load_migrations(tmp_path).migrations
+    assert migration.up.batchable
+
+
+def test_undo_with_comments_only_is_nothing_to_undo(tmp_path: Path) -> None:
+    write(tmp_path, "V1__x.sql", GOOD)
+    write(tmp_path, "U1__x.sql", "-- nothing to undo: the table is dropped by V9\n/* kept */\n;\n")
+    write(tmp_path, "V2__y.sql", GOOD.replace(".t ", ".u "))
+    write(tmp_path, "U2__y.sql", "-- tenantmig:no-transaction\n")
+    write(tmp_path, "V3__z.sql", GOOD.replace(".t ", ".v "))
+    write(tmp_path, "U3__z.sql", "")
+    one, two, three = load_migrations(tmp_path).migrations
+    for migration in (one, two, three):
+        assert migration.down is not None and migration.down.statements == ()
+        assert not migration.down.batchable
+    assert one.down is not None and one.down.transactional
+    assert two.down is not None and not two.down.transactional
+    assert three.down is not None and three.down.sql == ""
+
+
+@pytest.mark.parametrize("text", ["-- nothing here\n\n", "", "/* nothing */ ;\n"])
+def test_forward_file_without_a_statement(tmp_path: Path, text: str) -> None:
+    write(tmp_path, "V1__x.sql", text)
     problem = only_problem(tmp_path)
     assert Path(problem.path).name == "V1__x.sql"
-    assert "{{schema}}" in problem.message
-
-
-def test_sql_naming_schema_only_in_a_comment(tmp_path: Path) -> None:
-    write(tmp_path, "V1__x.sql", "-- creates {{schema}}.leak\nCREATE TABLE leak (id int);\n")
-    problem = only_problem(tmp_path)
-    assert "never names" in problem.message
+    assert "no SQL statement" in problem.message
 
 
 def test_empty_sql_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ waited for, and no INVALID index from a failed ``CREATE INDEX CONCURRENTLY``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import asyncpg
@@ -114,11 +115,48 @@ class LockTimeout(Exception):
 
 
 def message(exc: BaseException) -> str:
-    """What the ledger and the logs say of *exc*."""
+    """What the ledger, the logs and the summary say of *exc*: the server's message with
+    its DETAIL, HINT and CONTEXT (which trigger function, which line), each cut to a
+    sensible length; the lines of tenantmig's own functions are left out of the CONTEXT."""
     if isinstance(exc, LockTimeout | WithNote):
         return str(exc)
     if isinstance(exc, asyncpg.PostgresError):
         text = str(getattr(exc, "message", None) or exc)
         detail = getattr(exc, "detail", None)
-        return f"{text} ({detail})" if detail else text
+        if detail:
+            text += f" ({_cut(detail, _DETAIL_MAX)})"
+        hint = getattr(exc, "hint", None)
+        if hint:
+            text += f"; HINT: {_cut(hint, _DETAIL_MAX)}"
+        context = _their_context(getattr(exc, "context", None))
+        if context:
+            text += f"; CONTEXT: {context}"
+        return text
     return f"{type(exc).__name__}: {exc}"
+
+
+_DETAIL_MAX = 300
+_CONTEXT_LINE_MAX = 160
+_CONTEXT_MAX = 600
+# The batch's and the procedure's own frames: every migration's error passes through them.
+_OWN_FRAME = re.compile(r"PL/pgSQL function .*\.(?:apply|claim|expect)_v\d+\(")
+
+
+def _their_context(context: str | None) -> str:
+    """The CONTEXT lines that are the migration's (its functions, triggers, statements),
+    newest first as PostgreSQL gives them, joined with " <- "."""
+    if not context:
+        return ""
+    lines = [line.strip() for line in context.splitlines() if line.strip()]
+    lines = [line for line in lines if not _OWN_FRAME.search(line)]
+    # What EXECUTE ran, when that was the migration itself: the ledger names the version.
+    if lines and lines[-1].startswith("SQL statement") and len(lines) > 1:
+        lines = lines[:-1]
+    elif len(lines) == 1 and lines[0].startswith("SQL statement"):
+        lines = []
+    return _cut(" <- ".join(_cut(line, _CONTEXT_LINE_MAX) for line in lines), _CONTEXT_MAX)
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
