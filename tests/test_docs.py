@@ -93,7 +93,8 @@ def test_nav_order() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     titles = [next(iter(item)) if isinstance(item, dict) else item for item in config["nav"]]
     assert titles == [
-        "Home", "Concepts", "Migration files", "Command line", "Configuration",
+        "Home", "Concepts", "Migration files", "Other tools' folders", "Command line",
+        "Configuration",
         "Safety checks", "Patterns", "Python API", "How it works", "Performance",
         "Development",
     ]
