@@ -1,4 +1,4 @@
-"""Safe-pattern templates for ``tenantmig new``: migration files that follow NOTES-ON-SEED.
+"""Safe-pattern templates for ``tenantmig new``: the migration files of a multi-step change.
 
 :data:`PATTERNS` names each pattern, says what it does and which parameters it takes.
 :func:`render` turns a pattern, a description and parameters into ``(filename, text)`` pairs,
@@ -25,7 +25,8 @@ Parameters are interpolated into SQL, so they are checked, never quoted:
   subqueries). Anything more elaborate belongs in a hand-written migration.
 
 Every set a pattern generates passes ``tenantmig lint`` with no blocking finding; the steps
-that rename or drop on purpose carry ``-- tenantmig:allow`` lines with their reasons.
+that rename or drop on purpose carry ``-- tenantmig:allow`` lines with their reasons. Each
+file names the page of the documentation that explains its pattern, ``docs/patterns/NAME.md``.
 
 Layout: one module per pattern in :mod:`tenantmig.templates.patterns`; the parameter checks in
 ``_checks``, the file text in ``_text``, the disk in ``_files``.

@@ -13,9 +13,9 @@ WIDTH = 92
 
 CONCURRENT_BUILD_NOTES = """
     It cannot run in a transaction (25001), hence the no-transaction header, and it stays the
-    only statement here: a multi-statement query string is an implicit transaction
-    (NOTES-ON-SEED, P3). The build waits for every older transaction in the database, so a
-    long-running transaction delays it (without blocking anyone else).
+    only statement here: a multi-statement query string is an implicit transaction. The build
+    waits for every older transaction in the database, so a long-running transaction delays
+    it (without blocking anyone else).
 
     A failed build leaves an INVALID index that still slows writes and that IF NOT EXISTS
     would silently keep; the engine drops it before a retry or a resume.
