@@ -72,6 +72,8 @@ class Pattern:
         return " ".join(parts)
 
 
+TABLE = Param("table", "the table", required=True)
+COLUMN = Param("column", "the column", required=True)
 LOCK = Param("lock_timeout", "lock_timeout of each step that locks the table", default="5s")
 KEY = Param("key", "the table's integer key walked in keyset batches", default="id")
 BATCH = Param("batch_size", "rows per batch, each committed on its own", default="1000")

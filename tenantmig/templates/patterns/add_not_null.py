@@ -7,7 +7,7 @@ Explained in ``docs/patterns/add-not-null.md``.
 from __future__ import annotations
 
 from .. import _checks
-from .._pattern import LOCK, Args, Param, Pattern, Step
+from .._pattern import COLUMN, LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import sql_file
 
 
@@ -90,8 +90,8 @@ PATTERN = Pattern(
     "make a column NOT NULL: CHECK ... NOT VALID, then VALIDATE + SET NOT NULL + drop "
     "the CHECK in the next migration",
     (
-        Param("table", "the table", required=True),
-        Param("column", "the column", required=True),
+        TABLE,
+        COLUMN,
         Param("name", "the temporary CHECK's name (default TABLE_COLUMN_not_null)"),
         LOCK,
     ),

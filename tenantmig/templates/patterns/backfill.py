@@ -7,7 +7,7 @@ Explained in ``docs/patterns/backfill.md``.
 from __future__ import annotations
 
 from .. import _checks
-from .._pattern import BATCH, KEY, LOCK, Args, Param, Pattern, Step
+from .._pattern import BATCH, KEY, LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import py_file
 
 
@@ -64,7 +64,7 @@ PATTERN = Pattern(
     "set a column on existing rows in keyset batches, each committed on its own "
     "(Python migration, ctx.backfill)",
     (
-        Param("table", "the table", required=True),
+        TABLE,
         Param("column", "the column to set", required=True),
         Param("expression", "the value, an SQL expression over the row", required=True),
         Param("where", "only rows matching this SQL condition"),

@@ -7,7 +7,7 @@ Explained in ``docs/patterns/change-column-type.md``.
 from __future__ import annotations
 
 from .. import _checks
-from .._pattern import BATCH, KEY, LOCK, Args, Param, Pattern, Step
+from .._pattern import BATCH, COLUMN, KEY, LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import allow, py_file, sql_file
 
 
@@ -179,8 +179,8 @@ PATTERN = Pattern(
     "change a column's type without a rewrite under lock: new column + sync trigger, "
     "batched backfill, switch",
     (
-        Param("table", "the table", required=True),
-        Param("column", "the column", required=True),
+        TABLE,
+        COLUMN,
         Param("to_type", "the new type", required=True),
         Param("using", "expression computing the new value from the row (default: "
               "column::to_type)"),

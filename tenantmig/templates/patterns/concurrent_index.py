@@ -6,7 +6,7 @@ Explained in ``docs/patterns/concurrent-index.md``.
 from __future__ import annotations
 
 from .. import _checks
-from .._pattern import Args, Param, Pattern, Step
+from .._pattern import TABLE, Args, Param, Pattern, Step
 from .._text import CONCURRENT_BUILD_NOTES, sql_file
 
 
@@ -55,7 +55,7 @@ PATTERN = Pattern(
     "build an index with CREATE INDEX CONCURRENTLY, alone in a no-transaction "
     "migration",
     (
-        Param("table", "the table", required=True),
+        TABLE,
         Param("columns", "comma separated columns, each optionally followed by "
               "asc or desc", required=True),
         Param("name", "the index name (default TABLE_COLUMNS_idx)"),

@@ -11,7 +11,7 @@ from datetime import date
 
 from ..._exceptions import TemplateError
 from .. import _checks
-from .._pattern import BATCH, KEY, LOCK, Args, Param, Pattern, Step
+from .._pattern import BATCH, KEY, LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import allow, py_file, sql_file
 
 
@@ -285,7 +285,7 @@ PATTERN = Pattern(
     "move a table to a range-partitioned copy: create + sync trigger, batched copy, "
     "switch by renaming",
     (
-        Param("table", "the table", required=True),
+        TABLE,
         Param("partition_key", "the timestamp or date column to partition by",
               required=True),
         Param("interval", "partition size (only monthly)", default="monthly"),

@@ -7,7 +7,7 @@ Explained in ``docs/patterns/unique-constraint.md``.
 from __future__ import annotations
 
 from .. import _checks
-from .._pattern import LOCK, Args, Param, Pattern, Step
+from .._pattern import LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import CONCURRENT_BUILD_NOTES, sql_file
 
 
@@ -86,7 +86,7 @@ PATTERN = Pattern(
     "add a UNIQUE constraint: unique index built CONCURRENTLY, then ADD CONSTRAINT "
     "... USING INDEX",
     (
-        Param("table", "the table", required=True),
+        TABLE,
         Param("columns", "comma separated columns", required=True),
         Param("name", "the index and constraint name (default TABLE_COLUMNS_key)"),
         LOCK,

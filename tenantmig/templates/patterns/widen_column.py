@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..._exceptions import TemplateError
 from ...lint import coercion
 from .. import _checks
-from .._pattern import LOCK, Args, Param, Pattern, Step
+from .._pattern import COLUMN, LOCK, TABLE, Args, Param, Pattern, Step
 from .._text import sql_file
 
 
@@ -73,8 +73,8 @@ PATTERN = Pattern(
     "widen a column in place (varchar(n) -> varchar(m >= n) or text, more numeric "
     "precision): one ALTER COLUMN TYPE, no rewrite",
     (
-        Param("table", "the table", required=True),
-        Param("column", "the column", required=True),
+        TABLE,
+        COLUMN,
         Param("to_type", "the wider type", required=True),
         Param("from_type", "its current type, when no migration in the folder "
               "declares it"),
