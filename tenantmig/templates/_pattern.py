@@ -50,10 +50,12 @@ class Pattern:
 
     @property
     def required(self) -> tuple[str, ...]:
+        """The names of the parameters without which the pattern refuses."""
         return tuple(p.name for p in self.params if p.required)
 
     @property
     def optional(self) -> tuple[str, ...]:
+        """The names of the other parameters."""
         return tuple(p.name for p in self.params if not p.required)
 
     @property
@@ -115,12 +117,15 @@ class Args:
         self.today = today
 
     def raw(self, name: str) -> str:
+        """The parameter as given (or its default), stripped, unchecked."""
         return self.values[name].strip()
 
     def ident(self, name: str, what: str | None = None) -> str:
+        """The parameter as a plain SQL identifier; *what* names it in the error."""
         return _checks.ident(self.values[name], what or name.replace("_", " "))
 
     def optional_ident(self, name: str, what: str) -> str | None:
+        """Like :meth:`ident`, or None when the parameter was not given."""
         return _checks.ident(self.values[name], what) if self.raw(name) else None
 
     @property
@@ -131,8 +136,10 @@ class Args:
 
     @property
     def lock_timeout(self) -> str:
+        """The checked lock timeout (default 5s)."""
         return _checks.duration(self.values.get("lock_timeout") or "5s")
 
     @property
     def lock_directive(self) -> str:
+        """The header directive that sets it."""
         return f"lock-timeout={self.lock_timeout}"
