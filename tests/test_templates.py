@@ -25,13 +25,21 @@ import asyncpg
 import pytest
 from helpers import create_tenants, quote_ident
 
-from tenantmig import Engine, templates
+from tenantmig import Engine, TenantmigError, templates
 from tenantmig.cli import main
 from tenantmig.cli._new import add_arguments, run_new
 from tenantmig.config import Config
 from tenantmig.lint import blocking, lint_migrations
 from tenantmig.source import load_migrations
-from tenantmig.templates import PATTERNS, create, next_version, patterns, render, write
+from tenantmig.templates import (
+    PATTERNS,
+    TemplateError,
+    create,
+    next_version,
+    patterns,
+    render,
+    write,
+)
 
 TENANTS = [f"tenant_t{i}" for i in range(5)]
 ROWS = 2000
@@ -200,6 +208,18 @@ def test_widen_column_of_an_undeclared_column_needs_from_type(tmp_path: Path) ->
 def test_bad_parameters_are_refused(params: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render("add-not-null", "x", params, 1)
+
+
+def test_refusals_are_template_errors() -> None:
+    with pytest.raises(TemplateError) as info:
+        render("add-not-null", "x", {"table": "customers"}, 1)
+    assert isinstance(info.value, TenantmigError) and isinstance(info.value, ValueError)
+    # A digit that str.isdigit() accepts and int() does not: still the pattern's own message.
+    params = {"table": "t", "column": "c", "expression": "1", "batch_size": "\u00b2"}
+    with pytest.raises(TemplateError, match="batch_size must be a whole number"):
+        render("backfill", "x", params, 1)
+    with pytest.raises(TemplateError, match="shorter than 1ms"):
+        render("enum-value", "x", {"type_name": "t", "value": "v", "lock_timeout": "0.1ms"}, 1)
 
 
 @pytest.mark.parametrize(
