@@ -7,7 +7,9 @@ TenantmigError                  root: the CLI prints its message, never a traceb
 ├── DriftError                  an applied migration whose file changed (exit 2)
 ├── LintError                   a migration fails a safety check (exit 2)
 ├── BaselineError               a tenant's history contradicts a baseline (exit 2)
-└── DatabaseUnavailable         the database cannot be reached (exit 2)
+├── DatabaseUnavailable         the database cannot be reached (exit 2)
+└── TemplateError               tenantmig new: unknown pattern or refused parameter (exit 2);
+                                also a ValueError
 
 Failures of single tenants are not exceptions: they are outcomes in the report and
 the ledger, so the other tenants go on.
@@ -81,3 +83,12 @@ class BaselineError(TenantmigError):
         super().__init__(message)
         self.problems = problems
         """tenant -> what in its history contradicts the baseline."""
+
+
+class TemplateError(TenantmigError, ValueError):
+    """``tenantmig new`` cannot write a pattern: an unknown pattern, a refused parameter or a
+    description that cannot name a file. Nothing was written.
+
+    Also a :class:`ValueError`, which the templates raised before they had an error of their
+    own: code that catches ValueError around them keeps working.
+    """

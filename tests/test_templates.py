@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import pkgutil
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,13 +25,21 @@ import asyncpg
 import pytest
 from helpers import create_tenants, quote_ident
 
-from tenantmig import Engine, templates
+from tenantmig import Engine, TenantmigError, templates
 from tenantmig.cli import main
 from tenantmig.cli._new import add_arguments, run_new
 from tenantmig.config import Config
 from tenantmig.lint import blocking, lint_migrations
 from tenantmig.source import load_migrations
-from tenantmig.templates import PATTERNS, create, next_version, render, write
+from tenantmig.templates import (
+    PATTERNS,
+    TemplateError,
+    create,
+    next_version,
+    patterns,
+    render,
+    write,
+)
 
 TENANTS = [f"tenant_t{i}" for i in range(5)]
 ROWS = 2000
@@ -119,6 +129,28 @@ def test_every_pattern_lints_clean(tmp_path: Path, pattern: str) -> None:
             assert "ACCESS" in text or "SHARE" in text, f"{path.name} names no lock"
 
 
+def test_generated_files_cite_their_pattern_page_only(tmp_path: Path) -> None:
+    assert set(CASES) == set(PATTERNS), "every pattern needs a case here (linted and applied)"
+    for pattern in sorted(CASES):
+        directory = generate(tmp_path / pattern, pattern)
+        for path in directory.iterdir():
+            if path.name == "V1__base.sql":
+                continue
+            text = path.read_text(encoding="utf-8")
+            # Users have neither the project's notes nor the document they correct.
+            assert "NOTES-ON-SEED" not in text, path.name
+            assert not re.search(r"\bseed", text, re.IGNORECASE), path.name
+            if path.name.startswith("V"):
+                assert PATTERNS[pattern].doc in text, path.name
+    [(_, blank)] = render(None, "plain", {}, 1)
+    assert not re.search(r"\bseed", blank, re.IGNORECASE)
+
+
+def test_every_pattern_module_is_collected() -> None:
+    found = {m.name for m in pkgutil.iter_modules(patterns.__path__)}
+    assert found == {name.replace("-", "_") for name in PATTERNS}
+
+
 def test_concurrent_index_unique_and_named(tmp_path: Path) -> None:
     params = {"table": "customers", "columns": "email", "unique": "yes", "name": "by_email"}
     directory = generate(tmp_path, "concurrent-index", params)
@@ -176,6 +208,18 @@ def test_widen_column_of_an_undeclared_column_needs_from_type(tmp_path: Path) ->
 def test_bad_parameters_are_refused(params: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render("add-not-null", "x", params, 1)
+
+
+def test_refusals_are_template_errors() -> None:
+    with pytest.raises(TemplateError) as info:
+        render("add-not-null", "x", {"table": "customers"}, 1)
+    assert isinstance(info.value, TenantmigError) and isinstance(info.value, ValueError)
+    # A digit that str.isdigit() accepts and int() does not: still the pattern's own message.
+    params = {"table": "t", "column": "c", "expression": "1", "batch_size": "\u00b2"}
+    with pytest.raises(TemplateError, match="batch_size must be a whole number"):
+        render("backfill", "x", params, 1)
+    with pytest.raises(TemplateError, match="shorter than 1ms"):
+        render("enum-value", "x", {"type_name": "t", "value": "v", "lock_timeout": "0.1ms"}, 1)
 
 
 @pytest.mark.parametrize(

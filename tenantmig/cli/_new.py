@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .._exceptions import TenantmigError
+from .._exceptions import ConfigError, TemplateError, TenantmigError
 from ..config import Config
 from ..lint import blocking, lint_migrations
 from ..source import load_migrations
@@ -66,17 +66,17 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
         key, sep, value = str(item).partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
         if key in params and params[key] != value:
-            raise ValueError(f"--param {key} given twice with different values")
+            raise ConfigError(f"--param {key} given twice with different values")
         params[key] = value
     for name, value in vars(args).items():
         if not name.startswith("param_") or value is None:
             continue
         key = name[len("param_"):]
         if key in params and params[key] != value:
-            raise ValueError(f"{key} given both as --param and as an option, with different "
-                             "values")
+            raise ConfigError(f"{key} given both as --param and as an option, with different "
+                              "values")
         params[key] = str(value)
     return params
 
@@ -99,14 +99,17 @@ def run_new(args: argparse.Namespace, config: Config) -> int:
     directory = Path(config.migrations)
     try:
         if not args.description or not str(args.description).strip():
-            raise ValueError("give a DESCRIPTION (e.g. tenantmig new 'add customer email'), "
-                             "or --list-patterns")
+            raise ConfigError("give a DESCRIPTION (e.g. tenantmig new 'add customer email'), "
+                              "or --list-patterns")
         pattern = args.pattern
         if pattern is not None and pattern not in PATTERNS:
-            raise ValueError(f"unknown pattern {pattern!r}; known: "
-                             + ", ".join(sorted(PATTERNS)))
+            raise TemplateError(f"unknown pattern {pattern!r}; known: "
+                                + ", ".join(sorted(PATTERNS)))
         paths = create(directory, pattern, str(args.description), _params(args))
-    except (ValueError, OSError) as exc:  # FileExistsError is an OSError
+    # TemplateError or ConfigError: a refused parameter or option; OSError: a file that
+    # exists (FileExistsError) or a folder that cannot be written; ValueError: a path Python
+    # refuses (a NUL byte). One line each, never a traceback.
+    except (TenantmigError, ValueError, OSError) as exc:
         message = " ".join(str(exc).split())
         err.print(f"tenantmig: error: {message}", markup=False)
         return EXIT_USAGE
