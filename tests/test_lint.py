@@ -747,7 +747,7 @@ def test_rules_have_descriptions() -> None:
     assert all(description for description in RULES.values())
 
 
-# --- the seed's patterns (seed/000_dfe1afef64ff4f27.txt), as NOTES-ON-SEED predicts ----------
+# --- the seed's zero-downtime patterns as first written, and what the linter finds in each -----
 
 
 def test_seed_pattern_1_step_5_drops_and_renames_in_one_release() -> None:
@@ -785,7 +785,7 @@ def test_seed_pattern_2_step_3_all_in_one_migration() -> None:
     ]
 
 
-def test_seed_pattern_2_split_as_notes_on_seed_says() -> None:
+def test_seed_pattern_2_split_over_two_migrations_is_clean() -> None:
     add = """
     ALTER TABLE {{schema}}.invoices
     ADD CONSTRAINT invoices_status_not_null CHECK (status IS NOT NULL) NOT VALID;
