@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from test_lint import PAIRS, state
+from lint_support import state
+from test_lint import PAIRS
 
 from tenantmig.lint import RULES, lint_sql
 
