@@ -14,7 +14,8 @@ The rules are grouped by family, one module each (``_indexes``, ``_constraints``
 registering its handlers with the walker (``_walker``), which makes one pass over the
 statements and collects the facts they share (``_facts``); ``_registry`` gathers the rules,
 ``_run`` composes the whole. Adding a rule: its declaration and handler in the family module,
-a pair in ``tests/test_lint.py``, and its page in ``docs/rules/``.
+a dangerous/safe pair in ``tests/test_lint.py`` (details in ``tests/test_lint_<family>.py``),
+and its page in ``docs/rules/`` (``tests/test_rule_docs.py`` checks the last two).
 
 A finding is accepted on purpose with ``-- tenantmig:allow RULE-ID reason``: on a line before
 a statement it covers that statement; in the header (before the first statement) it covers the

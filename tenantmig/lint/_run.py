@@ -9,7 +9,7 @@ from ._allows import apply_allows, parse_allows
 from ._common import Finding, Text
 from ._registry import FAMILIES, RULES
 from ._state import State
-from ._walker import walk
+from ._walker import walk_statements
 
 
 class LintState(State):
@@ -38,7 +38,7 @@ def run(
     """Lint one SQL file; return its findings and the state after it."""
     source = Text(template)
     state = (earlier or LintState()).copy()
-    raw = walk(source, transactional, state, shared_schemas, FAMILIES)
+    raw = walk_statements(source, transactional, state, shared_schemas, FAMILIES)
     if allows is None:
         allows = parse_allows(template)
     return apply_allows(source, path, raw, allows, RULES), state

@@ -162,7 +162,7 @@ class _Dispatch:
         return self.commands.get(subtype, []) if subtype is not None else []
 
 
-def walk(
+def walk_statements(
     source: Text,
     transactional: bool,
     state: State,
