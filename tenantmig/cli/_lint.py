@@ -17,8 +17,8 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
     """Print every finding as ``file:line rule: message``; exit 2 on an unaccepted error."""
     out = _render.console()
     if args.list:
-        for rule, description in sorted(RULES.items()):
-            out.print(f"{rule}: {description}", markup=False)
+        for rule_id, rule in sorted(RULES.items()):
+            out.print(f"{rule_id}: {rule.listing}", markup=False)
         return EXIT_OK
     fixed: list[str] = []
     if args.fix:

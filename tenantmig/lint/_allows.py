@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..source import Allow
-from ._common import RULES, WARNING, Finding, Text
+from ._common import WARNING, Finding, Raw, Rule, Text
+
+UNUSED_ALLOW = Rule(
+    "unused-allow",
+    "a -- tenantmig:allow comment that matches no finding (or names an unknown rule)",
+    WARNING,
+    "files",
+)
+"""Reported here, for each allow comment that covers nothing."""
 
 _ALLOW_PREFIX = "-- tenantmig:allow "
 
@@ -22,13 +30,12 @@ def parse_allows(text: str) -> list[Allow]:
     return found
 
 
-Raw = tuple[int, int, str, str, str]
-"""(statement index, offset, rule, message, severity)"""
-
-
 def apply_allows(
-    source: Text, path: str, raw: list[Raw], allows: Sequence[Allow]
+    source: Text, path: str, raw: list[Raw], allows: Sequence[Allow], known: Collection[str]
 ) -> list[Finding]:
+    """The findings of *raw*, each with the reason of an allow comment covering it, if any,
+    and an ``unused-allow`` warning for each allow that covers nothing; *known* are the rule
+    ids an allow may name."""
     starts = sorted(
         [(source.line(s.start), s.index) for s in source.statements]
         + [(source.line(b.start), b.index) for b in source.broken]
@@ -58,13 +65,15 @@ def apply_allows(
     for number, (allow, _, _) in enumerate(scopes):
         if number in used:
             continue
-        if allow.rule not in RULES:
+        if allow.rule not in known:
             message = f"tenantmig:allow names no known rule {allow.rule!r} — check the rule id"
         else:
             message = (
                 f"tenantmig:allow {allow.rule} matches no finding in the statement after it "
                 "(or the file, from the header) — remove it"
             )
-        findings.append(Finding(path, allow.line, "unused-allow", message, WARNING))
+        findings.append(
+            Finding(path, allow.line, UNUSED_ALLOW.id, message, UNUSED_ALLOW.severity)
+        )
     findings.sort(key=lambda f: (f.line, f.rule))
     return findings

@@ -1,16 +1,17 @@
-"""What every part of the linter shares: findings, rule ids, the sentinel, parsing, tree walks."""
+"""What every part of the linter shares: rules, findings, the sentinel, parsing, tree walks."""
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import pglast
 from pglast import ast
 from pglast.parser import ParseError
 
-from .._sql import SCHEMA_PLACEHOLDER
+from .._sql import SCHEMA_PLACEHOLDER, quote_ident
 
 S = SCHEMA_PLACEHOLDER
 """``{{schema}}``, for messages."""
@@ -26,58 +27,37 @@ assert len(SENTINEL) == len(SCHEMA_PLACEHOLDER)
 
 CATALOG_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_temp"})
 
-ERROR = "error"
-WARNING = "warning"
+NO_TX = "`-- tenantmig:no-transaction`"
+"""The header of a migration that runs outside a transaction, for messages."""
 
-RULES: dict[str, str] = {
-    "index-not-concurrent": "CREATE INDEX without CONCURRENTLY on a table that already exists",
-    "drop-index-not-concurrent": "DROP INDEX without CONCURRENTLY",
-    "concurrently-in-transaction": "CREATE/DROP INDEX, REINDEX or DETACH PARTITION CONCURRENTLY "
-    "in a transactional migration (needs -- tenantmig:no-transaction)",
-    "concurrently-not-retryable": "warning: in a no-transaction migration, CREATE INDEX "
-    "CONCURRENTLY without a name or IF NOT EXISTS, DROP INDEX CONCURRENTLY without IF EXISTS "
-    "(a retry after the runner was killed fails or duplicates the index)",
-    "constraint-not-valid": "ADD CONSTRAINT CHECK / FOREIGN KEY (or an inline one in ADD COLUMN) "
-    "without NOT VALID on an existing table",
-    "validate-same-migration": "VALIDATE CONSTRAINT in the migration that added it NOT VALID, or "
-    "after a write-blocking lock on that table in the same transaction",
-    "set-not-null-unvalidated": "SET NOT NULL without a CHECK (col IS NOT NULL) added by an "
-    "earlier migration and validated before",
-    "add-column-not-null-no-default": "ADD COLUMN ... NOT NULL without DEFAULT on an existing "
-    "table",
-    "add-column-volatile-default": "ADD COLUMN with a volatile default, serial, identity or "
-    "stored generated value: rewrites the table",
-    "alter-column-type": "ALTER COLUMN TYPE that is not binary-coercible (rewrites the table); "
-    "timestamp -> timestamptz is a warning (depends on TimeZone)",
-    "add-unique-without-index": "ADD UNIQUE / PRIMARY KEY on an existing table without USING "
-    "INDEX",
-    "rename-column": "RENAME COLUMN of an existing table (breaks running code)",
-    "rename-table": "RENAME of an existing table or view (breaks running code)",
-    "drop-column": "DROP COLUMN of an existing table (breaks running code, loses data)",
-    "drop-table": "DROP TABLE of an existing table (breaks running code, loses data)",
-    "enum-value-used-same-migration": "a value added by ALTER TYPE ... ADD VALUE used later in "
-    "the same transaction (55P04)",
-    "enum-value-without-if-not-exists": "warning: ALTER TYPE ... ADD VALUE without IF NOT "
-    "EXISTS (a retry fails: values cannot be dropped)",
-    "unbatched-dml": "UPDATE, DELETE or MERGE of an existing table in a migration that also "
-    "changes the schema (backfill in a Python migration with ctx.backfill)",
-    "transaction-control": "BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ... in a migration file "
-    "(the engine owns the transaction)",
-    "set-search-path": "SET / RESET search_path in a migration (qualify names instead)",
-    "partition-like-indexes": "CREATE TABLE (LIKE t INCLUDING ALL/INDEXES) PARTITION BY: the "
-    "copied unique indexes lack the partition key",
-    "like-copies-defaults": "warning: CREATE TABLE (LIKE t INCLUDING ALL/DEFAULTS) copies "
-    "nextval() defaults that keep using t's sequence",
-    "unqualified-name": "a relation, index, type, sequence or function created, altered, "
-    "dropped or referenced without a {{schema}}. (or shared schema) qualifier",
-    "other-tenant-schema": "a name qualified with a schema that is neither {{schema}}, a "
-    "shared schema nor pg_catalog/information_schema (e.g. another tenant)",
-    "unparsable": "a statement PostgreSQL's parser rejects",
-    "unused-allow": "warning: a -- tenantmig:allow comment that matches no finding (or names "
-    "an unknown rule)",
-}
-"""Rule id -> one-line description. Only SQL files (V and U) are linted: Python migrations are
-code, not checked (their ``ctx.execute`` SQL is the author's responsibility)."""
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+Severity = Literal["error", "warning"]
+ERROR: Severity = "error"
+WARNING: Severity = "warning"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One lint rule: what ``tenantmig lint --list`` shows and what its findings carry.
+
+    Each rule is declared once, next to the code that reports it (a family module, the walker
+    for ``unparsable``, the allow comments for ``unused-allow``); ``_registry`` collects them.
+    Its page is ``docs/rules/<id>.md``.
+    """
+
+    id: str
+    summary: str
+    """One line: what the rule catches."""
+    severity: Severity
+    """The severity of its findings (``alter-column-type`` reports one case as a warning)."""
+    family: str
+    """The family module it belongs to, for the docs' index."""
+
+    @property
+    def listing(self) -> str:
+        """The summary as ``tenantmig lint --list`` prints it: warnings say so first."""
+        return f"warning: {self.summary}" if self.severity == WARNING else self.summary
 
 
 @dataclass(frozen=True)
@@ -89,7 +69,7 @@ class Finding:
     rule: str
     message: str
     """What is dangerous — the safe pattern."""
-    severity: str
+    severity: Severity
     """``"error"`` or ``"warning"``."""
     allowed: str | None = None
     """The reason given by a matching ``-- tenantmig:allow``, when one covers this finding."""
@@ -104,6 +84,17 @@ class Finding:
         if self.allowed is not None:
             text += f" (allowed: {self.allowed})"
         return text
+
+
+class Raw(NamedTuple):
+    """A finding before the allow comments are applied: where, by statement and offset."""
+
+    statement: int
+    """The statement's index (allow comments cover statements)."""
+    offset: int
+    rule: str
+    message: str
+    severity: Severity
 
 
 def render_sentinel(template: str) -> str:
@@ -256,3 +247,8 @@ def name_key(parts: list[str]) -> str:
 def shown(key: str) -> str:
     """A table key for messages: ``{{schema}}.name`` for this tenant's tables."""
     return key if "." in key else f"{S}.{key}"
+
+
+def ident(name: str) -> str:
+    """*name* as SQL would need it written: bare when it can be, quoted otherwise."""
+    return name if _PLAIN_IDENT.fullmatch(name) else quote_ident(name)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Self
 
 from pglast import ast
 
@@ -123,11 +122,11 @@ class Check:
 
 
 @dataclass
-class LintState:
+class State:
     """Facts established by earlier migrations, which later rules depend on.
 
-    Built as the migrations are linted in version order; for tests, ``LintState().after(sql)``
-    gives the state after a migration made of *sql*.
+    Built as the migrations are linted in version order. This module knows nothing of the
+    rules: the public :class:`tenantmig.lint.LintState` adds ``after(sql)``, which runs them.
     """
 
     columns: dict[tuple[str, str], ColumnType] = field(default_factory=dict)
@@ -139,7 +138,8 @@ class LintState:
     enums: set[str] = field(default_factory=set)
     """Enum types created by the migrations."""
 
-    def copy(self) -> LintState:
+    def copy(self) -> Self:
+        """A copy whose collections can change without changing this one."""
         return replace(
             self,
             columns=dict(self.columns),
@@ -147,15 +147,6 @@ class LintState:
             indexes=dict(self.indexes),
             enums=set(self.enums),
         )
-
-    def after(
-        self, sql: str, *, transactional: bool = True, shared_schemas: Sequence[str] = ()
-    ) -> LintState:
-        """A new state: this one, then the migration made of *sql* applied."""
-        from ._rules import run
-
-        _, state = run(sql, "<sql>", transactional, self, shared_schemas, None)
-        return state
 
     def rename_table(self, old: str, new: str) -> None:
         self.columns = {

@@ -1,0 +1,105 @@
+"""The linter composed: parse, walk the rule families, apply the allow comments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from ..source import Allow, Kind, MigrationSet, Step
+from ._allows import apply_allows, parse_allows
+from ._common import Finding, Text
+from ._registry import FAMILIES, RULES
+from ._state import State
+from ._walker import walk_statements
+
+
+class LintState(State):
+    """Facts established by earlier migrations, which later rules depend on.
+
+    Built as the migrations are linted in version order; for tests, ``LintState().after(sql)``
+    gives the state after a migration made of *sql*.
+    """
+
+    def after(
+        self, sql: str, *, transactional: bool = True, shared_schemas: Sequence[str] = ()
+    ) -> LintState:
+        """A new state: this one, then the migration made of *sql* applied."""
+        _, state = run(sql, "<sql>", transactional, self, shared_schemas, None)
+        return state
+
+
+def run(
+    template: str,
+    path: str,
+    transactional: bool,
+    earlier: LintState | None,
+    shared_schemas: Sequence[str],
+    allows: Sequence[Allow] | None,
+) -> tuple[list[Finding], LintState]:
+    """Lint one SQL file; return its findings and the state after it."""
+    source = Text(template)
+    state = (earlier or LintState()).copy()
+    raw = walk_statements(source, transactional, state, shared_schemas, FAMILIES)
+    if allows is None:
+        allows = parse_allows(template)
+    return apply_allows(source, path, raw, allows, RULES), state
+
+
+def lint_sql(
+    sql: str,
+    *,
+    path: str = "<sql>",
+    transactional: bool = True,
+    earlier: LintState | None = None,
+    shared_schemas: Sequence[str] = (),
+) -> list[Finding]:
+    """Lint one migration's SQL text (with ``{{schema}}``), its allow comments included.
+
+    *earlier* carries what previous migrations established (``LintState().after(sql)``).
+    """
+    findings, _ = run(sql, path, transactional, earlier, shared_schemas, None)
+    return findings
+
+
+def lint_migrations(
+    migrations: MigrationSet, *, shared_schemas: Sequence[str] = ()
+) -> list[Finding]:
+    """Lint every SQL migration in version order; each undo file against the state its ``V``
+    file leaves. Python migrations are skipped (their effects are unknown to the linter)."""
+    state = LintState()
+    findings: list[Finding] = []
+    for migration in migrations.migrations:
+        if migration.kind is not Kind.SQL:
+            continue
+        up, state = _lint_step(migration.up, state, shared_schemas)
+        findings.extend(up)
+        if migration.down is not None and migration.down.sql is not None:
+            down, _ = _lint_step(migration.down, state, shared_schemas)
+            findings.extend(down)
+    return findings
+
+
+def _lint_step(
+    step: Step, state: LintState, shared_schemas: Sequence[str]
+) -> tuple[list[Finding], LintState]:
+    assert step.sql is not None
+    return run(step.sql, str(step.path), step.transactional, state, shared_schemas, step.allows)
+
+
+def accept_history(
+    findings: Iterable[Finding], migrations: MigrationSet, lint_after: int | None
+) -> list[Finding]:
+    """*findings* with those in versions up to *lint_after* accepted (shown, never
+    blocking): history that production already ran is judged, not refused."""
+    if lint_after is None:
+        return list(findings)
+    old = {str(step.path) for m in migrations.migrations if m.version <= lint_after
+           for step in (m.up, m.down) if step is not None}
+    reason = f"history: version up to --lint-after {lint_after}"
+    return [replace(f, allowed=reason) if f.path in old and f.allowed is None else f
+            for f in findings]
+
+
+def blocking(findings: Iterable[Finding]) -> list[Finding]:
+    """The errors no ``tenantmig:allow`` covers: ``up``, ``plan`` and ``resume`` refuse on these."""
+    return [f for f in findings if f.blocking]

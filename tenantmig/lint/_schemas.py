@@ -1,0 +1,55 @@
+"""Names and schemas: a migration runs once per tenant and must touch only that tenant, so
+every name it creates, alters, drops or references is qualified with ``{{schema}}`` (or a
+shared schema). Which names a statement holds is :mod:`._names`' job (``--fix`` uses it too).
+"""
+
+from __future__ import annotations
+
+from pglast import ast
+
+from ._common import S, dotted, ident
+from ._names import references
+from ._walker import Family, Walk
+
+family = Family("schemas")
+
+UNQUALIFIED_NAME = family.rule(
+    "unqualified-name",
+    "a relation, index, type, sequence or function created, altered, dropped or referenced "
+    "without a {{schema}}. (or shared schema) qualifier",
+)
+OTHER_TENANT_SCHEMA = family.rule(
+    "other-tenant-schema",
+    "a name qualified with a schema that is neither {{schema}}, a shared schema nor "
+    "pg_catalog/information_schema (e.g. another tenant)",
+)
+
+
+@family.on_every_statement
+def _names(w: Walk, node: ast.Node) -> None:
+    for ref in references(node):
+        name = ident(ref.name)
+        if ref.schema is None:
+            hint = f"write {S}.{name}"
+            if w.shared:
+                hint += f" (or {ident(w.shared[0])}.{name} for a shared object)"
+            w.report(
+                UNQUALIFIED_NAME,
+                f"{ref.kind} {name} is not schema-qualified, so it resolves through "
+                f"search_path (public, or whatever the session has), not this tenant's schema "
+                f"— {hint}",
+                ref.location,
+            )
+        elif ref.schema not in w.allowed_schemas:
+            what = (
+                "another tenant's schema"
+                if ref.schema.startswith("tenant_")
+                else "a schema that is neither {{schema}} nor a shared schema"
+            )
+            w.report(
+                OTHER_TENANT_SCHEMA,
+                f"{ref.kind} {dotted(list(ref.parts))} is in {what}: a migration runs once per "
+                f"tenant and must only touch that tenant — write {S}.{name} (declare truly "
+                "shared schemas with shared_schemas)",
+                ref.location,
+            )

@@ -1,0 +1,94 @@
+"""Lint rules of the schemas family: unqualified names and other schemas."""
+
+from __future__ import annotations
+
+import pytest
+from lint_support import lint, rules
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TABLE payments (id int);",
+        "CREATE TABLE {{schema}}.payments (id int, customer_id int REFERENCES customers (id));",
+        "CREATE TABLE {{schema}}.payments (LIKE invoices);",
+        "CREATE TABLE {{schema}}.p2020 PARTITION OF payments FOR VALUES FROM (1) TO (2);",
+        "CREATE INDEX CONCURRENTLY payments_idx ON payments (id);",
+        "INSERT INTO payments VALUES (1);",
+        "UPDATE payments SET id = 2;",
+        "DELETE FROM payments;",
+        "SELECT * FROM {{schema}}.invoices JOIN customers USING (id);",
+        "DROP TABLE IF EXISTS payments;",
+        "DROP INDEX CONCURRENTLY IF EXISTS payments_idx;",
+        "DROP SEQUENCE payments_seq;",
+        "CREATE SEQUENCE payments_seq;",
+        "CREATE SEQUENCE {{schema}}.s2 OWNED BY payments.id;",
+        "CREATE TYPE mood AS ENUM ('ok');",
+        "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh';",
+        "DROP TYPE mood;",
+        "CREATE TABLE {{schema}}.t (m mood);",
+        "SELECT 'x'::mood;",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+        "DROP FUNCTION f();",
+        "CREATE TRIGGER t BEFORE INSERT ON {{schema}}.invoices "
+        "FOR EACH ROW EXECUTE FUNCTION f();",
+        "DROP TRIGGER t ON invoices;",
+        "ALTER INDEX payments_idx RENAME TO payments_id_idx;",
+        "CREATE DOMAIN positive AS int CHECK (VALUE > 0);",
+    ],
+)
+def test_unqualified_names(sql: str) -> None:
+    assert "unqualified-name" in rules(sql, transactional=False)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # the index's own name cannot be qualified: it always lands in its table's schema
+        "CREATE INDEX CONCURRENTLY payments_idx ON {{schema}}.invoices (id);",
+        # built-in types need no qualifier
+        "CREATE TABLE {{schema}}.t (a int, b text, c varchar(3), d timestamptz, e jsonb, "
+        "f uuid, g numeric(3, 1), h bigserial, i double precision, j text[], k bytea);",
+        "ALTER SEQUENCE {{schema}}.s2 OWNED BY NONE;",
+        "CREATE SEQUENCE {{schema}}.s2 OWNED BY {{schema}}.invoices.id;",
+        # CTE names are not relations
+        "WITH recent AS (SELECT id FROM {{schema}}.invoices) SELECT * FROM recent;",
+        # temporary tables live in pg_temp
+        "CREATE TEMP TABLE scratch (id int);",
+        # built-in functions, catalogs
+        "SELECT lower('A'), now(), pg_catalog.lower('B') FROM pg_catalog.pg_class;",
+        "SELECT * FROM information_schema.tables;",
+    ],
+)
+def test_names_that_need_no_qualifier(sql: str) -> None:
+    findings = lint(sql, transactional=False)
+    assert [f for f in findings if f.rule in ("unqualified-name", "other-tenant-schema")] == []
+
+
+def test_unqualified_name_message_and_line() -> None:
+    findings = lint(
+        """
+        -- a comment mentioning {{schema}} and payments
+        ALTER TABLE {{schema}}.invoices
+            ADD CONSTRAINT invoices_customer_fk FOREIGN KEY (customer_id)
+            REFERENCES customers (id) NOT VALID;
+        """
+    )
+    assert [(f.rule, f.line) for f in findings] == [("unqualified-name", 5)]
+    assert "{{schema}}.customers" in findings[0].message
+
+
+def test_shared_schemas() -> None:
+    sql = "CREATE TABLE {{schema}}.t (plan_id int REFERENCES shared.plans (id), e public.citext);"
+    assert rules(sql) == ["other-tenant-schema", "other-tenant-schema"]
+    assert rules(sql, shared_schemas=["shared", "public"]) == []
+    unqualified = lint("SELECT * FROM plans;", shared_schemas=["shared"])
+    assert "shared.plans" in unqualified[0].message
+
+
+def test_other_tenant_schema() -> None:
+    findings = lint("INSERT INTO tenant_acme.audit SELECT * FROM {{schema}}.invoices;")
+    assert [f.rule for f in findings] == ["other-tenant-schema"]
+    assert "another tenant" in findings[0].message
+    assert rules("SELECT tenant_acme.f();") == ["other-tenant-schema"]
+    assert rules("CREATE TABLE {{schema}}.t (m tenant_acme.mood);") == ["other-tenant-schema"]
