@@ -662,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"repeat {r.repeat} ({r.order}, load {load:.1f}): "
                     f"tenantmig {r.tm.seconds:.2f}s, floor {_fmt(r.floor and r.floor.seconds)}"
                     f"{'s' if r.floor else ''}, "
-                    f"ratio {_fmt(r.ratio)}, CLI peak RSS {_fmt(r.tm_max_rss_mib, 1)} MiB{extra}, "
+                    f"ratio {_fmt(r.ratio)}, peak RSS {_fmt(r.tm_max_rss_mib, 1)} MiB{extra}, "
                     f"{'verified' if r.verified else 'VERIFICATION FAILED'}"
                 )
                 if r.provision is not None:
