@@ -199,13 +199,14 @@ async def insert_earlier_runs(dsn: str, count: int) -> int:
                 else:
                     exprs.append(f"x.{quote_ident(c)}")
             col_list = ", ".join(quote_ident(c) for c in cols)
-            return await conn.execute(
+            status: str = await conn.execute(
                 f"INSERT INTO {ctl}.{quote_ident(table)} ({col_list}) "
                 f"SELECT {', '.join(exprs)} FROM {ctl}.{quote_ident(table)} AS x, "
                 "generate_series(1, $2) AS g WHERE x.run_id = $1",
                 real,
                 count,
             )
+            return status
 
         async with conn.transaction():
             await copy("runs")

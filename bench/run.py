@@ -656,12 +656,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r.verified = not r.problems
                 results.append(r)
                 extra = f", no-op {r.noop.seconds:.2f}s" if r.noop is not None else ""
+                floor_s = f"{r.floor.seconds:.2f}s" if r.floor is not None else "-"
                 if r.earlier_ledger_rows is not None:
                     extra += f", {r.earlier_ledger_rows} earlier ledger rows"
                 print(
                     f"repeat {r.repeat} ({r.order}, load {load:.1f}): "
-                    f"tenantmig {r.tm.seconds:.2f}s, floor {_fmt(r.floor and r.floor.seconds)}"
-                    f"{'s' if r.floor else ''}, "
+                    f"tenantmig {r.tm.seconds:.2f}s, floor {floor_s}, "
                     f"ratio {_fmt(r.ratio)}, peak RSS {_fmt(r.tm_max_rss_mib, 1)} MiB{extra}, "
                     f"{'verified' if r.verified else 'VERIFICATION FAILED'}"
                 )
