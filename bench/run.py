@@ -185,7 +185,7 @@ class Bench:
         return dsn_with_database(self.admin_dsn, TM_DB)
 
     def folder(self, migrations: Sequence[Migration]) -> Path:
-        name = f"migrations-v{migrations[-1].version}-{len(migrations)}"
+        name = f"migrations-{migrations[0].name}-v{migrations[-1].version}"
         path = self.workdir / name
         if not path.exists():
             write_migrations(path, migrations)
