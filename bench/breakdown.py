@@ -37,29 +37,24 @@ from typing import Any
 
 import asyncpg
 import structlog
-from run import (
-    MIGRATIONS,
+from cases import FIRST, build_template, render, tenant_names, write_migrations
+from cluster import (
+    Cluster,
     CpuMeter,
-    PerTenant,
-    build_template,
     checkpoint,
     cluster_tmpdir,
     drop_database,
     dsn_with_database,
-    fan_out,
-    median,
-    print_table,
     quote_ident,
-    render,
-    tenant_names,
-    write_migrations,
 )
+from floor import PerTenant, fan_out
+from run import median, print_table
 
 from tenantmig import Engine, batch, control
 from tenantmig.history import HISTORY_COLUMNS, HISTORY_TABLE
 
 DB = "bench_breakdown"
-STATEMENTS = [sql for _, sql in MIGRATIONS]
+STATEMENTS = [m.sql for m in FIRST]
 APPLY = (
     f"CALL {control.apply_procedure('tenantmig')}($1::text, $2::bigint, $3::text, "
     "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean, $10::boolean)"
@@ -175,16 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tmpdir", help="where the throwaway cluster lives (default: /dev/shm)")
     args = p.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    from tenantmig._cluster import LocalCluster
-
     names = tenant_names(args.tenants)
     c = args.concurrency
-    tempfile.tempdir = cluster_tmpdir(args.tmpdir)
-    with LocalCluster() as cluster, tempfile.TemporaryDirectory() as tmp:
-        tempfile.tempdir = None
+    cluster = Cluster(cluster_tmpdir(args.tmpdir))
+    cluster.start()
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        stack.callback(cluster.stop)
         meter = CpuMeter(cluster.datadir)
         migrations = Path(tmp) / "migrations"
-        write_migrations(migrations)
+        write_migrations(migrations, FIRST)
         asyncio.run(build_template(cluster.dsn, names))
 
         def floor(work: PerTenant) -> Callable[[str], float]:
