@@ -66,4 +66,5 @@ async def test_detail_and_hint_are_kept(dsn: str, make_migrations: MakeMigration
     assert row["message"].startswith(
         "bad data in tenant (row 7 has no owner); HINT: give row 7 an owner, then resume; "
         "CONTEXT: PL/pgSQL function inline_code_block line 2 at RAISE"), row["message"]
-    assert "HINT: give row 7 an owner" in " ".join(r.stdout.split())
+    report = tm("ledger", "--json", "--dsn", dsn, cwd=folder.parent)
+    assert "HINT: give row 7 an owner" in report.stdout

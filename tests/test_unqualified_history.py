@@ -19,14 +19,12 @@ from typing import Any
 
 import asyncpg
 import pglast
-import pytest
 from catalog import leftovers, schema_catalog
 from helpers import create_tenants, fetchval, quote_ident
 
 import tenantmig
 
 HISTORY = Path(__file__).parent / "data" / "unqualified_history"
-NEEDS_SEARCH_PATH = "needs the transaction-local search_path of issue 14 item 1"
 
 _FILE = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>.+)\.sql$")
 _NO_TRANSACTION = "-- tenantmig:no-transaction"
@@ -184,7 +182,6 @@ def assert_all_like(reference: dict[str, Any], got: dict[str, dict[str, Any]],
         assert_same(reference, cat, f"{what}: {tenant}")
 
 
-@pytest.mark.xfail(reason=NEEDS_SEARCH_PATH, strict=True)
 async def test_up_down_up_on_many_tenants_gives_the_reference_catalog(dsn: str) -> None:
     reference = await reference_schema(dsn)
     await create_tenants(dsn, TENANTS)
@@ -208,7 +205,6 @@ async def test_up_down_up_on_many_tenants_gives_the_reference_catalog(dsn: str) 
         assert_all_like(reference, await catalogs(dsn, TENANTS), "after up, down 0, up")
 
 
-@pytest.mark.xfail(reason=NEEDS_SEARCH_PATH, strict=True)
 async def test_up_through_the_command_line(dsn: str) -> None:
     reference = await reference_schema(dsn)
     tenants = ["tenant_cli_1", "tenant_cli_2"]

@@ -1,13 +1,16 @@
-"""Names and schemas: a migration runs once per tenant and must touch only that tenant, so
-every name it creates, alters, drops or references is qualified with ``{{schema}}`` (or a
-shared schema). Which names a statement holds is :mod:`._names`' job (``--fix`` uses it too).
+"""Names and schemas: a migration runs once per tenant and must touch only that tenant.
+
+Each migration runs with the tenant, then the shared schemas, as its ``search_path``, so an
+unqualified name resolves inside the tenant: a warning (qualify it, or let ``--fix`` do it,
+to say where it lives). A name qualified with any other schema (another tenant's) is an
+error. Which names a statement holds is :mod:`._names`' job (``--fix`` uses it too).
 """
 
 from __future__ import annotations
 
 from pglast import ast
 
-from ._common import S, dotted, ident
+from ._common import WARNING, S, dotted, ident
 from ._names import references
 from ._walker import Family, Walk
 
@@ -17,6 +20,7 @@ UNQUALIFIED_NAME = family.rule(
     "unqualified-name",
     "a relation, index, type, sequence or function created, altered, dropped or referenced "
     "without a {{schema}}. (or shared schema) qualifier",
+    WARNING,
 )
 OTHER_TENANT_SCHEMA = family.rule(
     "other-tenant-schema",
@@ -35,9 +39,9 @@ def _names(w: Walk, node: ast.Node) -> None:
                 hint += f" (or {ident(w.shared[0])}.{name} for a shared object)"
             w.report(
                 UNQUALIFIED_NAME,
-                f"{ref.kind} {name} is not schema-qualified, so it resolves through "
-                f"search_path (public, or whatever the session has), not this tenant's schema "
-                f"— {hint}",
+                f"{ref.kind} {name} is not schema-qualified: it resolves through the "
+                f"migration's search_path (the tenant, then the shared schemas), and if the "
+                f"tenant has no {name} a shared one is taken — {hint} to say which you mean",
                 ref.location,
             )
         elif ref.schema not in w.allowed_schemas:
