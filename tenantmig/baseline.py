@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ._exceptions import BaselineError
 from ._sql import text_array
 from .control import tenant_lock_key
 from .history import HISTORY_COLUMNS, table
@@ -41,6 +42,18 @@ def disagreements(
         elif checksum != expected[version]:
             problems.append(f"V{version} was applied from a different file")
     return problems
+
+
+def refuse(migrations: Sequence[Migration], version: int, tenants: Sequence[str],
+           histories: Mapping[str, Mapping[int, str] | None]) -> None:
+    """Raise :class:`BaselineError` naming every tenant (the first ten) whose history
+    contradicts recording *migrations* as applied up to *version*."""
+    problems = {t: p for t in tenants if (p := disagreements(migrations, histories[t]))}
+    if problems:
+        shown = "; ".join(f"{t}: {', '.join(p)}" for t, p in list(problems.items())[:10])
+        more = f"; and {len(problems) - 10} more tenants" if len(problems) > 10 else ""
+        raise BaselineError(
+            f"baseline to {version} refused, nothing was written: {shown}{more}", problems)
 
 
 _RECORD = """

@@ -6,45 +6,68 @@ The command line and the Python API are thin layers over :class:`Engine`.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
 
 import structlog
 
-from . import control
+from . import baseline, control
 from ._exceptions import (
-    BaselineError,
-    ConfigError,
     LintError,
     TargetError,
 )
 from ._pool import open_pool
 from ._sql import quote_ident
-from .baseline import disagreements
 from .discovery import (
     Targeting,
     discover,
-    existing,
     is_reserved,
-    listed,
 )
 from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
-from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_ledger, read_run
+from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_run
 from .lint import Finding, accept_history, blocking, lint_migrations
 from .options import Options, Settings
-from .outcome import Direction, OutcomeStatus, TenantOutcome
-from .plan import Plan, TenantPlan, drift_error, make_plan, plan_down, plan_tenant
-from .report import Report, Status, TenantStatus
-from .runs import StopSwitch, baseline_run, begin_run, database_refusal, run_plans
+from .outcome import Direction
+from .plan import (
+    Plan,
+    check_plan,
+    drift_error,
+    make_plan,
+    missing_undo,
+    plan_down,
+    plan_tenant,
+)
+from .report import Report, Status
+from .runs import (
+    RunHost,
+    RunRequest,
+    StopSwitch,
+    baseline_run,
+    database_refusal,
+    execute,
+    run_and_ledger,
+    unfinished,
+)
 from .source import MigrationSet, load_migrations
 
 log = structlog.get_logger("tenantmig")
+
+def _lint(migrations: MigrationSet, shared: MigrationSet | None,
+          shared_schemas: Sequence[str], settings: Options) -> list[Finding]:
+    """Every finding of the tenants' and the shared migrations (none with ``lint=False``);
+    those up to ``lint_after`` accepted as history."""
+    if not settings.lint:
+        return []
+    findings = accept_history(lint_migrations(migrations, shared_schemas=shared_schemas),
+                              migrations, settings.lint_after)
+    if shared is not None:
+        findings += lint_migrations(shared, shared_schemas=shared_schemas)
+    return findings
+
 
 class Engine:
     """Migrates the tenant schemas of one database.
@@ -92,21 +115,8 @@ class Engine:
         self.shared_schemas = self.settings.shared_schemas + (
             (target,) if shared_migrations is not None
             and target not in self.settings.shared_schemas else ())
-        self.lint = self.settings.lint
-        self.pgbouncer = self.settings.pgbouncer
         self._findings: list[Finding] | None = None
-        self.options = ExecOptions(
-            concurrency=self.settings.concurrency,
-            lock_timeout_ms=self.settings.lock_timeout_ms,
-            retries=self.settings.retries,
-            atomic_tenant=self.settings.atomic_tenant,
-            max_failures=self.settings.max_failures,
-            control_schema=self.settings.control_schema,
-            shared_schemas=self.shared_schemas,
-            retry_initial_wait=self.settings.retry_wait[0],
-            retry_max_wait=self.settings.retry_wait[1],
-            session=not self.settings.pgbouncer,
-        )
+        self.options = ExecOptions.from_options(self.settings, self.shared_schemas)
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start
         self._stop = StopSwitch()
@@ -177,15 +187,8 @@ class Engine:
         """Lint the migrations (once); raise :class:`LintError` on a finding no
         ``tenantmig:allow`` accepts. Returns the accepted findings, for the record."""
         if self._findings is None:
-            self._findings = (
-                accept_history(
-                    lint_migrations(self.migrations, shared_schemas=self.shared_schemas),
-                    self.migrations, self.settings.lint_after)
-                if self.lint else []
-            )
-            if self.lint and self.shared_migrations is not None:
-                self._findings += lint_migrations(self.shared_migrations,
-                                                  shared_schemas=self.shared_schemas)
+            self._findings = _lint(self.migrations, self.shared_migrations,
+                                   self.shared_schemas, self.settings)
         unsafe = blocking(self._findings)
         if unsafe:
             raise LintError(list(unsafe))
@@ -216,10 +219,10 @@ class Engine:
         shared = self.settings.shared_target if self.shared_migrations is not None else None
         histories = await self._histories([*names, *([shared] if shared else [])])
         plan = make_plan(self.migrations, histories, names, target)
-        if shared is None or self.shared_migrations is None:
-            return plan
-        return replace(plan, shared=plan_tenant(shared, self.shared_migrations,
-                                                histories[shared]))
+        if shared is not None and self.shared_migrations is not None:
+            plan = replace(plan, shared=plan_tenant(shared, self.shared_migrations,
+                                                    histories[shared]))
+        return plan
 
     async def _histories(self, names: Sequence[str]) -> dict[str, dict[int, str] | None]:
         with database_refusal("reading the tenants' histories"):
@@ -246,36 +249,15 @@ class Engine:
                 )
                 adopted = await baselines(conn, self.control_schema,
                                           [t.tenant for t in plan.tenants])
-        by_version = Counter(t.current for t in plan.tenants)
-
-        def status_of(t: TenantPlan) -> TenantStatus:
-            return TenantStatus(tenant=t.tenant, current=t.current,
-                                pending=tuple(m.version for m in t.pending),
-                                drifted=t.drifted, unknown=t.unknown,
-                                last_failure=failures.get(t.tenant),
-                                baselined=adopted.get(t.tenant))
-
-        return Status(
-            head=self.migrations.head,
-            tenants=tuple(status_of(t) for t in plan.tenants),
-            last_run=last_run,
-            by_version=dict(by_version),
-            shared=None if plan.shared is None else status_of(plan.shared),
-            shared_head=None if self.shared_migrations is None
-            else self.shared_migrations.head,
-        )
+        return Status.of(plan, self.migrations.head, last_run, failures, adopted,
+                         None if self.shared_migrations is None
+                         else self.shared_migrations.head)
 
     async def ledger(
         self, run_id: str | None = None
     ) -> tuple[RunRecord, list[LedgerRow]]:
         """A run (default: the latest) and its ledger rows."""
-        pool = await self.pool()
-        with database_refusal("reading the control schema"):
-            async with pool.acquire() as conn:
-                run = await read_run(conn, self.control_schema, run_id)
-                if run is None:
-                    raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-                return run, await read_ledger(conn, self.control_schema, run.run_id)
+        return await run_and_ledger(await self.pool(), self.control_schema, run_id)
 
     # --- changing -------------------------------------------------------------------
 
@@ -301,14 +283,13 @@ class Engine:
         """
         t0 = time.perf_counter()
         if plan is not None:
-            _check_plan(plan, tenants, target)
+            check_plan(plan, tenants, target)
         else:
             plan = await self.plan(tenants, target=target, exclude=exclude, prefix=prefix)
         self.refuse_drift(plan)
-        return await self._execute(
-            plan.tenants, plan.target, Direction.UP, command, arguments, resumed_from, t0,
-            shared=plan.shared,
-        )
+        return await self._execute(RunRequest(
+            plan.tenants, plan.target, Direction.UP, command, arguments or {}, resumed_from,
+            t0, refused={}, shared=plan.shared))
 
     async def downgrade(
         self,
@@ -330,51 +311,18 @@ class Engine:
         self.refuse_drift(Plan(target, tuple(plans)))
         # A tenant that would need an undo that does not exist is left as it is and
         # fails; the others go down.
-        refused: dict[str, TenantOutcome] = {}
-        for p in plans:
-            missing = next((m for m in p.pending if m.down is None), None)
-            if missing is not None:
-                now = datetime.now(UTC)
-                refused[p.tenant] = TenantOutcome(
-                    p.tenant, OutcomeStatus.FAILED, p.current, p.current, target,
-                    failing_version=missing.version,
-                    message=f"no undo for version {missing.version} ({missing.filename} has "
-                            f"no U{missing.version} file or down()): cannot go down to "
-                            f"{target}; nothing was undone in this tenant",
-                    started_at=now, finished_at=now,
-                )
-        return await self._execute(plans, target, Direction.DOWN, "down", arguments,
-                                   resumed_from, t0,
-                                   refused)
+        refused = {p.tenant: o for p in plans if (o := missing_undo(p, target)) is not None}
+        return await self._execute(RunRequest(plans, target, Direction.DOWN, "down",
+                                              arguments or {}, resumed_from, t0, refused))
 
     async def resume(self, run_id: str | None = None) -> Report:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
         self.check_safety()
-        pool = await self.pool()
-        with database_refusal("reading the control schema"):
-            async with pool.acquire() as conn:
-                run = await read_run(conn, self.control_schema, run_id)
-                if run is None:
-                    raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
-                rows = await read_ledger(conn, self.control_schema, run.run_id)
-        # The shared schema's row (a failed shared migration) is not a tenant: upgrade
-        # applies what the shared schema still needs before any tenant anyway.
-        todo = [r.tenant for r in rows if r.status in ("failed", "pending")
-                and r.tenant != self.settings.shared_target]
+        run, todo = await unfinished(await self.pool(), self.control_schema, run_id,
+                                     self.settings.shared_target)
         arguments = {"resume": run.run_id}
         if not todo:
             return Report("resume", None, run.target, (), 0.0)
-        async with pool.acquire() as conn:
-            present = await existing(conn, todo)
-        gone = [t for t in todo if t not in present]
-        todo = [t for t in todo if t in present]
-        if gone:
-            if not todo:
-                # Not "nothing to resume" (exit 0): the run did leave these unfinished.
-                raise TargetError(f"run {run.run_id}: its unfinished tenant schema(s) no "
-                                  f"longer exist (dropped or renamed?): {listed(gone)}")
-            log.warning("unfinished tenants of the run no longer exist", run_id=run.run_id,
-                        tenants=gone)
         if run.command == Direction.DOWN:
             if run.target is None:
                 raise TargetError(f"run {run.run_id} has no target")
@@ -395,13 +343,7 @@ class Engine:
             raise TargetError(f"no migration has version {version}")
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         histories = await self._histories(names)
-        adopted = self.migrations.upto(version)
-        problems = {t: p for t in names if (p := disagreements(adopted, histories[t]))}
-        if problems:
-            shown = "; ".join(f"{t}: {', '.join(p)}" for t, p in list(problems.items())[:10])
-            more = f"; and {len(problems) - 10} more tenants" if len(problems) > 10 else ""
-            raise BaselineError(
-                f"baseline to {version} refused, nothing was written: {shown}{more}", problems)
+        baseline.refuse(self.migrations.upto(version), version, names, histories)
         return names, histories
 
     async def baseline(
@@ -420,18 +362,8 @@ class Engine:
         t0 = time.perf_counter()
         names, histories = await self.check_baseline(version, tenants, exclude=exclude,
                                                      prefix=prefix)
-        adopted = self.migrations.upto(version)
-        todo = {t for t in names
-                if not {m.version for m in adopted} <= set(histories[t] or {})}
-        current = {t: max(h) if (h := histories[t]) else None for t in names}
-        pool = await self.pool()
-        run_id = await begin_run(
-            pool, self.control_schema, self.prefix, command="baseline", target=version,
-            arguments=arguments or {}, resumed_from=None,
-            tenants=[(t, "pending" if t in todo else "skipped", current[t], version)
-                     for t in names])
-        return await baseline_run(pool, self.settings.concurrency, self.control_schema, run_id,
-                                  names, todo, adopted, version, current, t0)
+        return await baseline_run(await self._host(), names, histories,
+                                  self.migrations.upto(version), version, arguments or {}, t0)
 
     def refuse_drift(self, plan: Plan) -> None:
         """Raise :class:`DriftError` naming the changed files and their tenants, if *plan*
@@ -440,88 +372,18 @@ class Engine:
         if error is not None:
             raise error
 
-    async def _execute(
-        self,
-        plans: Sequence[TenantPlan],
-        target: int | None,
-        direction: Direction,
-        command: str,
-        arguments: dict[str, Any] | None,
-        resumed_from: str | None,
-        t0: float,
-        refused: dict[str, TenantOutcome] | None = None,
-        shared: TenantPlan | None = None,
-    ) -> Report:
-        """Run *plans*, after the *shared* schema's when it has migrations to apply; the
-        tenants in *refused* are not touched and end as their outcome says (failed), in
-        the report and the ledger alike."""
-        refused = refused or {}
-        first = [shared] if shared is not None and shared.pending else []
-        work = [p for p in plans if p.pending and p.tenant not in refused]
-        skipped = {
-            p.tenant: TenantOutcome(p.tenant, OutcomeStatus.SKIPPED, p.current, p.current,
-                                    target)
-            for p in plans
-            if not p.pending
-        }
-        if not work and not refused and not first:
-            log.info("nothing to do", tenants=len(plans), target=target)
-            return Report(command, None, target, tuple(skipped.values()),
-                          time.perf_counter() - t0)
-        run_steps = [(m.version, m.up if direction is Direction.UP else m.down)
-                     for p in (*first, *work) for m in p.pending]
-        steps = {str(step.path) for _, step in run_steps if step is not None}
-        if self.pgbouncer:
-            sessionful = [name for _, name in sorted(
-                {(v, Path(s.path).name) for v, s in run_steps
-                 if s is not None and not s.transactional})]
-            if sessionful:
-                raise ConfigError(
-                    "through PgBouncer in transaction mode only transactional migrations can "
-                    "run; these hold a session (advisory lock, settings) and need a direct "
-                    "connection: " + ", ".join(sessionful)
-                )
-        accepted = [f for f in self.check_safety() if f.path in steps]
-        if accepted:
-            arguments = {**(arguments or {}), "allowed": [
-                {"file": f.path, "line": f.line, "rule": f.rule, "reason": f.allowed}
-                for f in accepted
-            ]}
-        # Recorded so that resume can find the same files again.
-        arguments = {**(arguments or {}),
-                     "migrations_dir": self._folder}
-        pool = await self.pool()
-        run_id = await begin_run(
-            pool, self.control_schema, self.prefix, command=command, target=target,
-            arguments=arguments, resumed_from=resumed_from,
-            tenants=[*((p.tenant, "pending", p.current, p.target) for p in first),
-                     *((p.tenant, "pending" if p.pending else "skipped", p.current, target)
-                       for p in plans)],
-        )
-        log.info("run started", run_id=run_id, command=command, tenants=len(plans),
-                 work=len(work), target=target, concurrency=self.options.concurrency)
-        if self.on_run_start is not None:
-            self.on_run_start(len(work) + len(refused))
+    async def _execute(self, request: RunRequest) -> Report:
+        """Make the run *request* describes (see :func:`runs.execute`)."""
         try:
-            return await run_plans(
-                pool, self.options, self.control_schema, run_id, self._stop,
-                plans=plans, work=work, first=first, target=target, direction=direction,
-                command=command, refused=refused, on_outcome=self.on_outcome, t0=t0,
-            )
+            return await execute(request, await self._host(), self.check_safety)
         finally:
             self._stop = StopSwitch()  # a stop ends this run, not the engine
 
-
-def _check_plan(plan: Plan, tenants: Iterable[str] | None, target: int | None) -> None:
-    """A plan handed to ``upgrade`` must be the one its other arguments ask for."""
-    if target is not None and plan.target != target:
-        raise ValueError(f"upgrade(target={target}) was given a plan to {plan.target}")
-    if tenants is not None:
-        asked = sorted(set(tenants))
-        planned = sorted({p.tenant for p in plan.tenants})
-        if asked != planned:
-            raise ValueError(f"upgrade() was given a plan for other tenants than the "
-                             f"{len(asked)} it names")
+    async def _host(self) -> RunHost:
+        return RunHost(pool=await self.pool(), options=self.options,
+                       control_schema=self.control_schema, prefix=self.prefix,
+                       folder=self._folder, pgbouncer=self.settings.pgbouncer, stop=self._stop,
+                       on_outcome=self.on_outcome, on_run_start=self.on_run_start)
 
 
 async def provision(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from ._exceptions import DriftError
+from .outcome import OutcomeStatus, TenantOutcome
 from .source import Migration, MigrationSet
 
 Applied = Mapping[int, str]
@@ -175,3 +177,33 @@ def drift_error(plan: Plan, migrations: MigrationSet) -> DriftError | None:
                                          else "")
         lines.append(f"{what} (tenants: {shown})")
     return DriftError("drift: " + "; ".join(lines), drift)
+
+
+def check_plan(plan: Plan, tenants: Iterable[str] | None, target: int | None) -> None:
+    """A plan handed to ``upgrade`` must be the one its other arguments ask for
+    (``ValueError``)."""
+    if target is not None and plan.target != target:
+        raise ValueError(f"upgrade(target={target}) was given a plan to {plan.target}")
+    if tenants is not None:
+        asked = sorted(set(tenants))
+        planned = sorted({p.tenant for p in plan.tenants})
+        if asked != planned:
+            raise ValueError(f"upgrade() was given a plan for other tenants than the "
+                             f"{len(asked)} it names")
+
+
+def missing_undo(plan: TenantPlan, target: int) -> TenantOutcome | None:
+    """The failed outcome of a tenant whose way down to *target* needs an undo that does
+    not exist (it is left exactly as it is); None when every undo exists."""
+    missing = next((m for m in plan.pending if m.down is None), None)
+    if missing is None:
+        return None
+    now = datetime.now(UTC)
+    return TenantOutcome(
+        plan.tenant, OutcomeStatus.FAILED, plan.current, plan.current, target,
+        failing_version=missing.version,
+        message=f"no undo for version {missing.version} ({missing.filename} has "
+                f"no U{missing.version} file or down()): cannot go down to "
+                f"{target}; nothing was undone in this tenant",
+        started_at=now, finished_at=now,
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .ledger import LedgerRow, RunRecord
 from .outcome import TenantOutcome
+from .plan import Plan, TenantPlan
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,29 @@ class Status:
     shared: TenantStatus | None = None
     """The shared schema, when there are shared migrations (apart from the tenants)."""
     shared_head: int | None = None
+
+    @classmethod
+    def of(cls, plan: Plan, head: int | None, last_run: RunRecord | None,
+           failures: Mapping[str, LedgerRow], baselined: Mapping[str, int],
+           shared_head: int | None = None) -> Status:
+        """Where the tenants of *plan* stand, with what the control schema says of them:
+        the latest run's *failures*, and the version each was *baselined* at."""
+
+        def status_of(t: TenantPlan) -> TenantStatus:
+            return TenantStatus(tenant=t.tenant, current=t.current,
+                                pending=tuple(m.version for m in t.pending),
+                                drifted=t.drifted, unknown=t.unknown,
+                                last_failure=failures.get(t.tenant),
+                                baselined=baselined.get(t.tenant))
+
+        return cls(
+            head=head,
+            tenants=tuple(status_of(t) for t in plan.tenants),
+            last_run=last_run,
+            by_version=dict(Counter(t.current for t in plan.tenants)),
+            shared=None if plan.shared is None else status_of(plan.shared),
+            shared_head=shared_head,
+        )
 
     @property
     def behind(self) -> list[TenantStatus]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,13 +17,24 @@ import asyncpg
 import structlog
 
 from . import baseline, control
-from ._exceptions import DatabaseUnavailable
+from ._exceptions import ConfigError, DatabaseUnavailable, TargetError
+from .discovery import existing, listed
 from .executor import ExecOptions, Executor, OutcomeCallback
-from .ledger import LedgerWriter, finish_run, persistently, start_run
+from .ledger import (
+    LedgerRow,
+    LedgerWriter,
+    RunRecord,
+    finish_run,
+    persistently,
+    read_ledger,
+    read_run,
+    start_run,
+)
+from .lint import Finding
 from .outcome import Direction, OutcomeStatus, TenantOutcome
 from .plan import TenantPlan
 from .report import Report
-from .source import Migration
+from .source import Migration, Step
 
 log = structlog.get_logger("tenantmig")
 
@@ -108,27 +121,96 @@ class StopSwitch:
             self.executor.stop()
 
 
-async def run_plans(
-    pool: Any,
-    options: ExecOptions,
-    control_schema: str,
-    run_id: str,
-    stop: StopSwitch,
-    *,
-    plans: Sequence[TenantPlan],
-    work: Sequence[TenantPlan],
-    first: Sequence[TenantPlan] = (),
-    target: int | None,
-    direction: Direction,
-    command: str,
-    refused: dict[str, TenantOutcome],
-    on_outcome: OutcomeCallback | None,
-    t0: float,
-) -> Report:
+@dataclass(frozen=True)
+class RunHost:
+    """What a run takes from its engine: the database and how to run there."""
+
+    pool: Any
+    options: ExecOptions
+    control_schema: str
+    prefix: str
+    folder: str
+    """The migrations folder, recorded so that resume finds the same files."""
+    pgbouncer: bool
+    stop: StopSwitch
+    on_outcome: OutcomeCallback | None
+    on_run_start: Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run to make: the tenants' plans and what the run is."""
+
+    plans: Sequence[TenantPlan]
+    target: int | None
+    direction: Direction
+    command: str
+    arguments: dict[str, Any]
+    resumed_from: str | None
+    t0: float
+    refused: dict[str, TenantOutcome]
+    """Tenants not to touch, with the (failed) outcome they end with."""
+    shared: TenantPlan | None = None
+    """The shared schema's plan: its migrations run before any tenant."""
+
+
+async def execute(request: RunRequest, host: RunHost,
+                  check_safety: Callable[[], list[Finding]]) -> Report:
+    """Make the run: nothing to do is no run at all; otherwise refuse what cannot run here
+    (a session-holding migration through PgBouncer, an unsafe one: *check_safety* returns
+    the accepted findings, recorded with the run), record it, migrate, record its end."""
+    r = request
+    first = [r.shared] if r.shared is not None and r.shared.pending else []
+    work = [p for p in r.plans if p.pending and p.tenant not in r.refused]
+    if not work and not r.refused and not first:
+        log.info("nothing to do", tenants=len(r.plans), target=r.target)
+        return Report(r.command, None, r.target, tuple(
+            TenantOutcome(p.tenant, OutcomeStatus.SKIPPED, p.current, p.current, r.target)
+            for p in r.plans if not p.pending), time.perf_counter() - r.t0)
+    steps = [step for p in (*first, *work) for m in p.pending
+             if (step := m.up if r.direction is Direction.UP else m.down) is not None]
+    if host.pgbouncer:
+        _refuse_sessions(steps)
+    paths = {str(step.path) for step in steps}
+    arguments = dict(r.arguments)
+    accepted = [f for f in check_safety() if f.path in paths]
+    if accepted:
+        arguments["allowed"] = [{"file": f.path, "line": f.line, "rule": f.rule,
+                                 "reason": f.allowed} for f in accepted]
+    arguments["migrations_dir"] = host.folder
+    run_id = await begin_run(
+        host.pool, host.control_schema, host.prefix, command=r.command, target=r.target,
+        arguments=arguments, resumed_from=r.resumed_from,
+        tenants=[*((p.tenant, "pending", p.current, p.target) for p in first),
+                 *((p.tenant, "pending" if p.pending else "skipped", p.current, r.target)
+                   for p in r.plans)],
+    )
+    log.info("run started", run_id=run_id, command=r.command, tenants=len(r.plans),
+             work=len(work), target=r.target, concurrency=host.options.concurrency)
+    if host.on_run_start is not None:
+        host.on_run_start(len(work) + len(r.refused))
+    return await _run_plans(host, r, run_id, first, work)
+
+
+def _refuse_sessions(steps: Sequence[Step]) -> None:
+    sessionful = sorted({Path(s.path).name for s in steps if not s.transactional})
+    if sessionful:
+        raise ConfigError(
+            "through PgBouncer in transaction mode only transactional migrations can "
+            "run; these hold a session (advisory lock, settings) and need a direct "
+            "connection: " + ", ".join(sessionful)
+        )
+
+
+async def _run_plans(host: RunHost, r: RunRequest, run_id: str,
+                     first: Sequence[TenantPlan], work: Sequence[TenantPlan]) -> Report:
     """Run the recorded run *run_id*: migrate *first* (the shared schema), then, unless it
     failed, *work*; write each outcome to the ledger as it comes, record the end. The
-    tenants in *refused* are not touched and end as their outcome says (failed); the other
-    *plans* have nothing to do (skipped)."""
+    tenants refused are not touched and end as their outcome says (failed); the other
+    plans have nothing to do (skipped)."""
+    pool, control_schema, stop, on_outcome = (host.pool, host.control_schema, host.stop,
+                                              host.on_outcome)
+    refused, plans, target, command, t0 = r.refused, r.plans, r.target, r.command, r.t0
     writer = LedgerWriter(pool, control_schema, run_id)
     callback_error: list[Exception] = []
 
@@ -146,8 +228,8 @@ async def run_plans(
 
     for outcome in refused.values():
         await outcome_done(outcome)
-    executor = Executor(pool, options, run_id=run_id, on_outcome=outcome_done,
-                        direction=direction, on_cancelled=writer.add,
+    executor = Executor(pool, host.options, run_id=run_id, on_outcome=outcome_done,
+                        direction=r.direction, on_cancelled=writer.add,
                         between_tenants=writer.between_tenants)
     stop.executor = executor
     executor.count_failures(len(refused))
@@ -186,16 +268,62 @@ async def run_plans(
         await end_run(pool, control_schema, run_id, status)
 
 
+
+
+async def run_and_ledger(pool: Any, control_schema: str,
+                         run_id: str | None) -> tuple[RunRecord, list[LedgerRow]]:
+    """A run (default: the latest) and its ledger rows; :class:`TargetError` if none."""
+    with database_refusal("reading the control schema"):
+        async with pool.acquire() as conn:
+            run = await read_run(conn, control_schema, run_id)
+            if run is None:
+                raise TargetError(f"no run {run_id}" if run_id else "no run recorded yet")
+            return run, await read_ledger(conn, control_schema, run.run_id)
+
+
+async def unfinished(pool: Any, control_schema: str, run_id: str | None,
+                     shared_target: str) -> tuple[RunRecord, list[str]]:
+    """A run (default: the latest) and its failed and unfinished tenants that still exist.
+
+    The shared schema's row (a failed shared migration) is not a tenant: upgrade applies
+    what the shared schema still needs before any tenant anyway."""
+    run, rows = await run_and_ledger(pool, control_schema, run_id)
+    todo = [row.tenant for row in rows if row.status in ("failed", "pending")
+            and row.tenant != shared_target]
+    if not todo:
+        return run, []
+    async with pool.acquire() as conn:
+        present = await existing(conn, todo)
+    gone = [t for t in todo if t not in present]
+    todo = [t for t in todo if t in present]
+    if gone:
+        if not todo:
+            # Not "nothing to resume" (exit 0): the run did leave these unfinished.
+            raise TargetError(f"run {run.run_id}: its unfinished tenant schema(s) no "
+                              f"longer exist (dropped or renamed?): {listed(gone)}")
+        log.warning("unfinished tenants of the run no longer exist", run_id=run.run_id,
+                    tenants=gone)
+    return run, todo
+
+
 async def baseline_run(
-    pool: Any, concurrency: int, control_schema: str, run_id: str, tenants: Sequence[str],
-    todo: set[str], adopted: Sequence[Migration], version: int,
-    current: dict[str, int | None], t0: float,
+    host: RunHost, tenants: Sequence[str], histories: Mapping[str, Mapping[int, str] | None],
+    adopted: Sequence[Migration], version: int, arguments: dict[str, Any], t0: float,
 ) -> Report:
-    """Run the recorded baseline run *run_id*: record *adopted* in each tenant of *todo*
-    (see :mod:`tenantmig.baseline`), *concurrency* tenants at once."""
+    """Record a ``baseline`` run and in it *adopted* in each tenant that lacks some of
+    them (see :mod:`tenantmig.baseline`), ``concurrency`` tenants at once."""
+    versions = {m.version for m in adopted}
+    todo = {t for t in tenants if not versions <= set(histories[t] or {})}
+    current = {t: max(h) if (h := histories[t]) else None for t in tenants}
+    pool, control_schema = host.pool, host.control_schema
+    run_id = await begin_run(
+        pool, control_schema, host.prefix, command="baseline", target=version,
+        arguments=arguments, resumed_from=None,
+        tenants=[(t, "pending" if t in todo else "skipped", current[t], version)
+                 for t in tenants])
     outcomes: dict[str, TenantOutcome] = {}
     status = "failed"
-    limiter = anyio.CapacityLimiter(concurrency)
+    limiter = anyio.CapacityLimiter(host.options.concurrency)
     try:
         async with LedgerWriter(pool, control_schema, run_id) as writer:
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ..options import Options
 
 
 @dataclass(frozen=True)
@@ -23,3 +26,20 @@ class ExecOptions:
     session: bool = True
     """Connections keep session state (False through PgBouncer in transaction mode): the
     tenant's SQL migrations then go in one batch per tenant."""
+
+    @classmethod
+    def from_options(cls, options: Options, shared_schemas: Sequence[str]) -> ExecOptions:
+        """What the executor needs of *options*; *shared_schemas* as the engine resolved
+        them (the shared migrations' target included)."""
+        return cls(
+            concurrency=options.concurrency,
+            lock_timeout_ms=options.lock_timeout_ms,
+            retries=options.retries,
+            atomic_tenant=options.atomic_tenant,
+            max_failures=options.max_failures,
+            control_schema=options.control_schema,
+            shared_schemas=tuple(shared_schemas),
+            retry_initial_wait=options.retry_wait[0],
+            retry_max_wait=options.retry_wait[1],
+            session=not options.pgbouncer,
+        )
