@@ -167,11 +167,11 @@ async def execute(request: RunRequest, host: RunHost,
         return Report(r.command, None, r.target, tuple(
             TenantOutcome(p.tenant, OutcomeStatus.SKIPPED, p.current, p.current, r.target)
             for p in r.plans if not p.pending), time.perf_counter() - r.t0)
-    steps = [step for p in (*first, *work) for m in p.pending
-             if (step := m.up if r.direction is Direction.UP else m.down) is not None]
+    steps = {(m.version, str(step.path)): step for p in (*first, *work) for m in p.pending
+             if (step := m.up if r.direction is Direction.UP else m.down) is not None}
     if host.pgbouncer:
         _refuse_sessions(steps)
-    paths = {str(step.path) for step in steps}
+    paths = {path for _, path in steps}
     arguments = dict(r.arguments)
     accepted = [f for f in check_safety() if f.path in paths]
     if accepted:
@@ -192,8 +192,10 @@ async def execute(request: RunRequest, host: RunHost,
     return await _run_plans(host, r, run_id, first, work)
 
 
-def _refuse_sessions(steps: Sequence[Step]) -> None:
-    sessionful = sorted({Path(s.path).name for s in steps if not s.transactional})
+def _refuse_sessions(steps: Mapping[tuple[int, str], Step]) -> None:
+    """Through PgBouncer's transaction pooling no session can be held: name, in version
+    order, the migrations that need one."""
+    sessionful = [Path(s.path).name for _, s in sorted(steps.items()) if not s.transactional]
     if sessionful:
         raise ConfigError(
             "through PgBouncer in transaction mode only transactional migrations can "
