@@ -21,9 +21,7 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -33,14 +31,20 @@ from urllib.parse import quote
 
 import structlog
 
+from ._pgserver import (
+    ROOT_RUN_AS,
+    ClusterError,
+    find_bindir,
+    make_basedir,
+    run_program,
+    write_owned,
+)
+
 __all__ = ["ClusterError", "LocalCluster", "find_bindir"]
 
 log = structlog.get_logger(__name__)
 
-_REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
-_ROOT_RUN_AS = "postgres"
 _START_ATTEMPTS = 3
-_CMD_TIMEOUT = 180.0  # seconds, for any single initdb / pg_ctl invocation
 _PG_CTL_WAIT = "120"  # seconds pg_ctl -w waits for start/stop
 _LOG_TAIL_LINES = 20
 _CONF_FILE = "tenantmig.conf"
@@ -57,64 +61,6 @@ local   replication     all                                     trust
 host    replication     all             127.0.0.1/32            trust
 host    replication     all             ::1/128                 trust
 """
-
-
-class ClusterError(Exception):
-    """The local cluster could not be found, created, started or controlled."""
-
-
-def _has_server_binaries(path: Path) -> bool:
-    return all(os.access(path / name, os.X_OK) for name in _REQUIRED_BINARIES)
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    # /usr/lib/postgresql/<version>/bin
-    parts = re.findall(r"\d+", path.parent.name)
-    return tuple(int(p) for p in parts)
-
-
-def find_bindir() -> Path:
-    """Locate the PostgreSQL server binaries (``initdb``, ``pg_ctl``, ``postgres``).
-
-    ``$TENANTMIG_PG_BINDIR`` if set, else ``pg_config --bindir`` if it contains the server
-    binaries, else the highest version in ``/usr/lib/postgresql/*/bin``.
-    """
-    override = os.environ.get("TENANTMIG_PG_BINDIR")
-    if override:
-        path = Path(override)
-        if not _has_server_binaries(path):
-            raise ClusterError(
-                f"TENANTMIG_PG_BINDIR={override!r} does not contain {', '.join(_REQUIRED_BINARIES)}"
-            )
-        return path
-
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=30,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.SubprocessError):
-            out = None
-        if out is not None and out.returncode == 0 and out.stdout.strip():
-            path = Path(out.stdout.strip())
-            if _has_server_binaries(path):
-                return path
-
-    candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if _has_server_binaries(p)]
-    if candidates:
-        return max(candidates, key=_version_key)
-
-    raise ClusterError(
-        "no PostgreSQL server binaries found (initdb, pg_ctl, postgres): set "
-        "TENANTMIG_PG_BINDIR, put pg_config on PATH, or install PostgreSQL under "
-        "/usr/lib/postgresql/<version>/bin"
-    )
 
 
 def _free_port() -> int:
@@ -143,24 +89,6 @@ def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join("    " + line for line in kept)
 
 
-def _traversable_by(path: Path, uid: int, gid: int) -> bool:
-    """Whether ``uid``/``gid`` can reach entries below ``path`` (x permission on every level)."""
-    for part in (path, *path.parents):
-        try:
-            st = part.stat()
-        except OSError:
-            return False
-        if st.st_uid == uid:
-            ok = bool(st.st_mode & stat.S_IXUSR)
-        elif st.st_gid == gid:
-            ok = bool(st.st_mode & stat.S_IXGRP)
-        else:
-            ok = bool(st.st_mode & stat.S_IXOTH)
-        if not ok:
-            return False
-    return True
-
-
 class LocalCluster:
     """A throwaway PostgreSQL cluster in a temporary directory, listening on 127.0.0.1.
 
@@ -185,15 +113,15 @@ class LocalCluster:
         self._as_root = os.geteuid() == 0
         if self._as_root:
             try:
-                pw = pwd.getpwnam(_ROOT_RUN_AS)
+                pw = pwd.getpwnam(ROOT_RUN_AS)
             except KeyError:
                 raise ClusterError(
-                    f"running as root but there is no {_ROOT_RUN_AS!r} OS user to run "
+                    f"running as root but there is no {ROOT_RUN_AS!r} OS user to run "
                     "the PostgreSQL server as"
                 ) from None
             if shutil.which("runuser") is None:
                 raise ClusterError("running as root but `runuser` is not on PATH")
-            self.user = _ROOT_RUN_AS
+            self.user = ROOT_RUN_AS
             self._uid: int | None = pw.pw_uid
             self._gid: int | None = pw.pw_gid
         else:
@@ -325,49 +253,14 @@ class LocalCluster:
     # -- internals ---------------------------------------------------------------------------
 
     def _run(self, cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        full = ["runuser", "-u", _ROOT_RUN_AS, "--", *cmd] if self._as_root else list(cmd)
         cwd = self._basedir if self._basedir is not None and self._basedir.exists() else None
-        try:
-            return subprocess.run(
-                full,
-                capture_output=True,
-                text=True,
-                check=False,
-                env=_clean_env(),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                timeout=_CMD_TIMEOUT,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ClusterError(
-                f"{Path(cmd[0]).name} timed out after {exc.timeout:.0f}s: {' '.join(cmd)}"
-            ) from None
-        except OSError as exc:
-            raise ClusterError(f"could not run {cmd[0]}: {exc}") from None
+        return run_program(cmd, as_server_user=self._as_root, cwd=cwd, env=_clean_env())
 
     def _make_basedir(self) -> Path:
-        parent: str | None = None
-        if self._uid is not None and self._gid is not None:
-            # The postgres user must be able to reach the directory.
-            tmp = Path(tempfile.gettempdir())
-            if not _traversable_by(tmp, self._uid, self._gid):
-                if not _traversable_by(Path("/tmp"), self._uid, self._gid):
-                    raise ClusterError(
-                        f"temporary directory {tmp} is not accessible to the "
-                        f"{_ROOT_RUN_AS!r} user; set TMPDIR to a world-searchable directory"
-                    )
-                parent = "/tmp"
-        path = Path(tempfile.mkdtemp(prefix="tenantmig-pg-", dir=parent))
-        if self._uid is not None and self._gid is not None:
-            os.chown(path, self._uid, self._gid)
-        return path
+        return make_basedir(self._uid, self._gid)
 
     def _write(self, path: Path, text: str, *, append: bool = False) -> None:
-        with path.open("a" if append else "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if self._uid is not None and self._gid is not None:
-            os.chown(path, self._uid, self._gid)
-        path.chmod(0o600)
+        write_owned(path, text, self._uid, self._gid, append=append)
 
     def _initdb(self) -> None:
         cmd = [
