@@ -218,3 +218,40 @@ def _client_close_reasons(log: Path, offset: int, expected: int) -> list[str]:
         if len(reasons) >= expected or time.monotonic() > deadline:
             return reasons
         time.sleep(0.05)
+
+
+async def test_an_unqualified_history_through_pgbouncer_lands_in_each_tenant(
+    dsn: str, bouncer: str, make_migrations: Any
+) -> None:
+    """Transaction pooling keeps no session: the tenant's search_path is set by the apply
+    procedure for each migration's transaction, and never reaches the next client."""
+    from catalog import schema_catalog
+    from test_search_path import HISTORY, check_tenant
+
+    files = {name: sql for name, sql in HISTORY.items() if "no-transaction" not in sql}
+    files["V5__posts_score_index.sql"] = (
+        "-- tenantmig:allow index-not-concurrent test: two rows, created in V1\n"
+        "CREATE INDEX posts_score_idx ON posts (score);\n")
+    folder = make_migrations(files)
+    tenants = ["tenant_a", "tenant_b", "tenant_O'Brien \"x\""]
+    await create_tenants(dsn, tenants)
+    async with tenantmig.Engine(through(bouncer, dsn), migrations=folder, concurrency=2,
+                                pgbouncer=True) as engine:
+        report = await engine.upgrade()
+    assert report.ok, [(o.tenant, o.message) for o in report.failed]
+    conn = await asyncpg.connect(dsn)
+    try:
+        catalogs = [await schema_catalog(conn, t) for t in tenants]
+        assert await conn.fetchval("SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                                   "ON n.oid = c.relnamespace WHERE n.nspname = 'public'") == 0
+    finally:
+        await conn.close()
+    assert catalogs[0] == catalogs[1] == catalogs[2]
+    for tenant in tenants:
+        await check_tenant(dsn, tenant)
+    # A client of the same PgBouncer pool sees the server's default path, not a tenant's.
+    probe = await asyncpg.connect(through(bouncer, dsn), statement_cache_size=0)
+    try:
+        assert await probe.fetchval("SHOW search_path") == '"$user", public'
+    finally:
+        await probe.close()
