@@ -16,6 +16,7 @@ import structlog
 
 from . import baseline, control
 from ._exceptions import (
+    ConfigError,
     LintError,
     TargetError,
 )
@@ -28,9 +29,9 @@ from .discovery import (
 )
 from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
-from .ledger import LedgerRow, RunRecord, baselines, latest_failures, read_run
+from .ledger import LedgerRow, RunRecord, baselines, latest_failures, prune, read_run
 from .lint import Finding, accept_history, blocking, lint_migrations
-from .options import Options, Settings
+from .options import Options, Settings, retention_ms
 from .outcome import Direction
 from .plan import (
     Plan,
@@ -379,7 +380,22 @@ class Engine:
         return RunHost(pool=await self.pool(), options=self.options,
                        control_schema=self.control_schema, prefix=self.prefix,
                        folder=self._folder, pgbouncer=self.settings.pgbouncer, stop=self._stop,
-                       on_outcome=self.on_outcome, on_run_start=self.on_run_start)
+                       on_outcome=self.on_outcome, on_run_start=self.on_run_start,
+                       retention_ms=self.settings.ledger_retention_ms)
+
+    async def prune(self, older_than: str | float) -> int:
+        """Delete runs that started more than *older_than* (``"90d"``) ago from the ledger,
+        with their rows; never a running run, the latest run or a baseline. Returns how
+        many runs went."""
+        ms = retention_ms(older_than)
+        if ms is None:
+            raise ConfigError("prune: give a duration such as 90d")
+        pool = await self.pool()
+        with database_refusal("pruning the ledger"):
+            async with pool.acquire() as conn:
+                pruned = await prune(conn, self.control_schema, ms)
+        log.info("old runs pruned from the ledger", runs=pruned)
+        return pruned
 
 
 async def provision(

@@ -203,6 +203,10 @@ class Fleet:
             version, self._tenants(i, names), exclude=self._exclude(i, exclude),
             arguments=arguments))
 
+    async def prune(self, older_than: str | float) -> list[int]:
+        """Each database's :meth:`Engine.prune`: how many runs went from each ledger."""
+        return await self._each(lambda engine: engine.prune(older_than))
+
     async def resume(self, run_id: str | None = None) -> list[Report]:
         """Each database's :meth:`Engine.resume`."""
         return await self._each(lambda engine: engine.resume(run_id))

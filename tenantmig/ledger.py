@@ -399,11 +399,37 @@ async def baselines(conn: Any, control_schema: str, tenants: Sequence[str]) -> d
     if not tenants or not await control_exists(conn, control_schema, this_release=False):
         return {}
     ctl = quote_ident(control_schema)
+    # From the few baseline runs to their rows (the ledger's key starts with the run): a
+    # year of runs over 10,000 tenants is a million rows, never scanned by tenant.
     rows = await conn.fetch(
-        f"SELECT DISTINCT ON (l.tenant) l.tenant, l.version_reached FROM {ctl}.ledger l "
-        f"JOIN {ctl}.runs r ON r.run_id = l.run_id "
-        "WHERE r.command = 'baseline' AND l.status = 'succeeded' AND l.tenant = ANY($1::text[]) "
-        "ORDER BY l.tenant, r.started_at DESC",
-        list(tenants),
+        f"SELECT DISTINCT ON (l.tenant) l.tenant, l.version_reached FROM {ctl}.runs r "
+        f"JOIN {ctl}.ledger l ON l.run_id = r.run_id "
+        "WHERE r.command = 'baseline' AND l.status = 'succeeded' "
+        "ORDER BY l.tenant, r.started_at DESC"
     )
-    return {r["tenant"]: r["version_reached"] for r in rows}
+    wanted = set(tenants)
+    return {r["tenant"]: r["version_reached"] for r in rows if r["tenant"] in wanted}
+
+
+async def prune(conn: Any, control_schema: str, older_than_ms: int) -> int:
+    """Delete the runs (and their ledger rows) that started more than *older_than_ms*
+    ago and are over: never a running one, never the latest (``resume``'s default), never
+    a baseline (``status`` shows what it adopted). Returns how many runs went."""
+    if not await control_exists(conn, control_schema, this_release=False):
+        return 0
+    ctl = quote_ident(control_schema)
+    deleted = await conn.fetchval(
+        f"""
+        WITH gone AS (
+            DELETE FROM {ctl}.runs
+            WHERE started_at < now() - $1::bigint * interval '1 millisecond'
+              AND status <> 'running' AND command <> 'baseline'
+              AND run_id <> (SELECT run_id FROM {ctl}.runs
+                             ORDER BY started_at DESC, run_id DESC LIMIT 1)
+            RETURNING 1
+        )
+        SELECT count(*) FROM gone
+        """,
+        older_than_ms,
+    )
+    return int(deleted)

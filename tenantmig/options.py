@@ -36,6 +36,7 @@ class Settings(TypedDict, total=False):
     pgbouncer: bool
     lint: bool
     lint_after: int | None
+    ledger_retention: str | float | None
     retry_wait: tuple[float, float]
 
 
@@ -68,6 +69,8 @@ class Options:
     lint_after: int | None = None
     """Findings in versions up to this one are shown but never block: the history that
     production already ran (strong_migrations' ``start_after``)."""
+    ledger_retention_ms: int | None = None
+    """Runs older than this are pruned from the ledger after each run; None keeps all."""
     retry_wait: tuple[float, float] = (0.1, 5.0)
     """First and largest wait between retries, in seconds."""
 
@@ -103,6 +106,8 @@ class Options:
         changes: dict[str, Any] = dict(settings)
         if "lock_timeout" in changes:
             changes["lock_timeout_ms"] = lock_timeout_ms(changes.pop("lock_timeout"))
+        if "ledger_retention" in changes:
+            changes["ledger_retention_ms"] = retention_ms(changes.pop("ledger_retention"))
         if "shared_schemas" in changes and not isinstance(changes["shared_schemas"], str):
             changes["shared_schemas"] = tuple(changes["shared_schemas"])
         if "retry_wait" in changes:
@@ -145,6 +150,20 @@ def lock_timeout_ms(value: str | float | None) -> int:
         raise ConfigError(f"lock_timeout: {value} is more than PostgreSQL allows "
                           "(about 24 days); 0 turns the timeout off")
     return ms
+
+
+def retention_ms(value: str | float | None) -> int | None:
+    """How long runs stay in the ledger (``"180d"``, ``"12h"``, seconds), in
+    milliseconds; None (or ``0``) keeps them all."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"ledger_retention must be a duration such as \"180d\", not {value!r}")
+    try:
+        ms = parse_duration_ms(value if isinstance(value, str) else f"{float(value):f}s")
+    except ValueError as exc:
+        raise ConfigError(f"ledger_retention: {exc}") from None
+    return ms or None
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:

@@ -26,6 +26,7 @@ from .ledger import (
     RunRecord,
     finish_run,
     persistently,
+    prune,
     read_ledger,
     read_run,
     start_run,
@@ -108,6 +109,20 @@ async def end_run(pool: Any, control_schema: str, run_id: str, status: str) -> N
     log.info("run finished", run_id=run_id, status=status)
 
 
+async def prune_old_runs(pool: Any, control_schema: str, older_than_ms: int) -> int:
+    """:func:`ledger.prune`, shielded and logged; a failure is a warning, not the run's."""
+    with anyio.CancelScope(shield=True):
+        try:
+            async with pool.acquire() as conn:
+                pruned = await prune(conn, control_schema, older_than_ms)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("could not prune old runs from the ledger", error=str(exc))
+            return 0
+    if pruned:
+        log.info("old runs pruned from the ledger", runs=pruned)
+    return pruned
+
+
 class StopSwitch:
     """A stop asked for from outside a run (a signal): the run starts no new tenant."""
 
@@ -135,6 +150,8 @@ class RunHost:
     stop: StopSwitch
     on_outcome: OutcomeCallback | None
     on_run_start: Callable[[int], None] | None
+    retention_ms: int | None = None
+    """Prune runs older than this once a run has ended (``ledger_retention``)."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,8 @@ async def _run_plans(host: RunHost, r: RunRequest, run_id: str,
     finally:
         stop.executor = None
         await end_run(pool, control_schema, run_id, status)
+        if host.retention_ms is not None:
+            await prune_old_runs(pool, control_schema, host.retention_ms)
 
 
 

@@ -21,7 +21,17 @@ from .._sql import scrub
 from ..config import Config, load_config
 from . import _render
 from ._logging import configure
-from ._session import EXIT_SIGINT, Run, ledger, migrate, on_database, plan, resume, status
+from ._session import (
+    EXIT_SIGINT,
+    Run,
+    ledger,
+    migrate,
+    on_database,
+    plan,
+    prune,
+    resume,
+    status,
+)
 
 EXIT_USAGE = 2
 
@@ -160,6 +170,13 @@ def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
     _json(parser)
 
 
+def _prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--older-than", metavar="DURATION", required=True,
+                        help="delete runs that started longer ago (e.g. 90d) with their "
+                        "ledger rows; never a running run, the latest run or a baseline")
+    _json(parser)
+
+
 def _lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fix", action="store_true",
                         help="add missing {{schema}}. qualifiers to the SQL files (changes "
@@ -207,6 +224,8 @@ _COMMANDS: dict[str, _Command] = {
     # The ledger is read from the control schema alone: no migrations folder needed.
     "ledger": _Command("show a run's ledger", (), _run_id_arguments,
                        on_database(ledger, migrations=False)),
+    "prune": _Command("delete old runs from the ledger (--older-than 90d)", (),
+                      _prune_arguments, on_database(prune, migrations=False)),
     "lint": _Command("static safety checks of the migration files (no database)", (),
                      _lint_arguments, _lazy("._lint", "run_lint")),
     "new": _Command("write the next migration file(s), optionally from a safe pattern", (),

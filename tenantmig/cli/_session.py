@@ -46,7 +46,8 @@ class Session:
         self.config = config
         self.out = _render.console()
         self.err = _render.console(stderr=True)
-        shared = (None if config.shared_migrations is None or args.command == "ledger"
+        shared = (None if config.shared_migrations is None
+                  or args.command in ("ledger", "prune")
                   else load_migrations(config.shared_migrations))
         self.fleet = Fleet(config.dsns, migrations=migrations, shared_migrations=shared,
                            options=config.options,
@@ -189,6 +190,21 @@ async def status(session: Session) -> int:
     found = await session.fleet.status(session.tenants(), exclude=session.exclude())
     return await _show(session, found, _render.status_json,
                        lambda status, label: _render.print_status(session.out, status, label))
+
+
+async def prune(session: Session) -> int:
+    """``prune --older-than D``: old runs out of every database's ledger."""
+    counts = await session.fleet.prune(session.args.older_than)
+    labels = session.labels()
+    if session.args.json:
+        _print_json(session, [{"database": lbl, "pruned_runs": n}
+                              for n, lbl in zip(counts, labels, strict=True)])
+    else:
+        for n, lbl in zip(counts, labels, strict=True):
+            where = f" from {lbl}" if lbl else ""
+            session.out.print(f"Pruned {n} run(s){where} that started more than "
+                              f"{session.args.older_than} ago.", markup=False)
+    return EXIT_OK
 
 
 async def ledger(session: Session) -> int:
