@@ -155,6 +155,10 @@ def _golang_migrate(paths: Sequence[Path], problems: list[Problem]) -> list[Foun
         match = _GOLANG.match(path.name)
         if path.is_dir():
             continue
+        if match is None and path.suffix != ".sql":
+            # As golang-migrate: a file it cannot parse is not a migration (the Go file that
+            # embeds the folder, a README); only an SQL file with a bad name is refused.
+            continue
         if match is None or match["ext"] != "sql":
             _bad_name(path, GOLANG_MIGRATE, expected, problems)
             continue
