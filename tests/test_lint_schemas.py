@@ -74,7 +74,8 @@ def test_unqualified_name_message_and_line() -> None:
             REFERENCES customers (id) NOT VALID;
         """
     )
-    assert [(f.rule, f.line) for f in findings] == [("unqualified-name", 5)]
+    # reported at the statement's first line, where an allow comment would stand
+    assert [(f.rule, f.line) for f in findings] == [("unqualified-name", 3)]
     assert "{{schema}}.customers" in findings[0].message
 
 
