@@ -79,6 +79,14 @@ RENAMED_RELATIONS = {
 }
 """The relations ``ALTER ... RENAME TO`` renames, by the word messages use."""
 _WRITES = {"UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"}
+_ROUTINES = frozenset(
+    {
+        ObjectType.OBJECT_FUNCTION,
+        ObjectType.OBJECT_PROCEDURE,
+        ObjectType.OBJECT_ROUTINE,
+        ObjectType.OBJECT_AGGREGATE,
+    }
+)
 _NOT_NULL_CONSTRAINTS = frozenset(
     {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_IDENTITY}
 )
@@ -254,6 +262,28 @@ class Facts:
 
     def _after_CreateEnumStmt(self, node: ast.CreateEnumStmt, offset: int) -> None:
         self.state.enums.add(name_key(strings(node.typeName)))
+        self.state.types.add(name_key(strings(node.typeName)))
+
+    def _after_CreateDomainStmt(self, node: ast.CreateDomainStmt, offset: int) -> None:
+        self.state.types.add(name_key(strings(node.domainname)))
+
+    def _after_CreateRangeStmt(self, node: ast.CreateRangeStmt, offset: int) -> None:
+        self.state.types.add(name_key(strings(node.typeName)))
+
+    def _after_CompositeTypeStmt(self, node: ast.CompositeTypeStmt, offset: int) -> None:
+        self.state.types.add(table_key(node.typevar))
+
+    def _after_DefineStmt(self, node: ast.DefineStmt, offset: int) -> None:
+        if node.kind is ObjectType.OBJECT_TYPE:
+            self.state.types.add(name_key(strings(node.defnames)))
+        elif node.kind is ObjectType.OBJECT_AGGREGATE:
+            self.state.functions.add(name_key(strings(node.defnames)))
+
+    def _after_CreateFunctionStmt(self, node: ast.CreateFunctionStmt, offset: int) -> None:
+        self.state.functions.add(name_key(strings(node.funcname)))
+
+    def _after_CreateSeqStmt(self, node: ast.CreateSeqStmt, offset: int) -> None:
+        self.state.sequences.add(table_key(node.sequence))
 
     def _after_AlterEnumStmt(self, node: ast.AlterEnumStmt, offset: int) -> None:
         if node.oldVal is None and node.newVal is not None and self.transactional:
@@ -299,6 +329,18 @@ class Facts:
             and table in self.state.indexes
         ):
             self.state.indexes[node.newname] = self.state.indexes.pop(table)
+        elif node.newname:
+            self._renamed_object(node, node.newname)
+
+    def _renamed_object(self, node: ast.RenameStmt, new: str) -> None:
+        """A sequence, type or function renamed: calls of its new name are its calls."""
+        kind = node.renameType
+        if kind is ObjectType.OBJECT_SEQUENCE and node.relation is not None:
+            self.state.sequences.add(name_key([node.relation.schemaname or "", new]))
+        elif kind in (ObjectType.OBJECT_TYPE, ObjectType.OBJECT_DOMAIN):
+            self.state.types.add(name_key([*strings(node.object)[:-1], new]))
+        elif kind in _ROUTINES and isinstance(node.object, ast.ObjectWithArgs):
+            self.state.functions.add(name_key([*strings(node.object.objname)[:-1], new]))
 
     def _after_IndexStmt(self, node: ast.IndexStmt, offset: int) -> None:
         table = table_key(node.relation)
