@@ -103,3 +103,81 @@ def test_primary_key_without_index_and_inline_unique() -> None:
         "ALTER TABLE {{schema}}.invoices ADD CONSTRAINT invoices_pkey2 PRIMARY KEY "
         "USING INDEX invoices_id_idx;"
     ) == []
+
+
+# --- SET NOT NULL on a column that is already NOT NULL (issue 14 item 8) -----------------
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        # BASE created invoices.customer_id NOT NULL two migrations earlier
+        (),
+        ("ALTER TABLE {{schema}}.invoices ADD COLUMN ref int NOT NULL DEFAULT 0;",),
+        ("ALTER TABLE {{schema}}.invoices ADD COLUMN ref int GENERATED ALWAYS AS IDENTITY;",),
+        ("CREATE TABLE {{schema}}.refs (ref int, n int, PRIMARY KEY (ref, n));",),
+        ("CREATE TABLE {{schema}}.refs (ref serial);",),
+        ("CREATE TABLE {{schema}}.refs (ref int);",
+         "ALTER TABLE {{schema}}.refs ADD CONSTRAINT refs_pkey PRIMARY KEY (ref);"),
+        ("CREATE TABLE {{schema}}.refs (old int NOT NULL);",
+         "ALTER TABLE {{schema}}.refs RENAME COLUMN old TO ref;"),
+    ],
+)
+def test_set_not_null_on_a_column_already_not_null(earlier: tuple[str, ...]) -> None:
+    table = "refs" if any("refs" in sql for sql in earlier) else "invoices"
+    column = "ref" if earlier else "customer_id"
+    sql = f"ALTER TABLE {{{{schema}}}}.{table} ALTER COLUMN {column} SET NOT NULL;"
+    assert rules(sql, earlier=state(*earlier)) == []
+
+
+def test_set_not_null_on_a_column_made_not_null_earlier_in_this_migration() -> None:
+    assert rules(
+        """
+        ALTER TABLE {{schema}}.invoices ADD COLUMN ref int NOT NULL DEFAULT 0;
+        ALTER TABLE {{schema}}.invoices ALTER COLUMN ref SET NOT NULL;
+        """
+    ) == []
+    # twice in one migration: the first scans the table, the second checks nothing
+    assert rules(
+        """
+        ALTER TABLE {{schema}}.invoices ALTER COLUMN amount SET NOT NULL;
+        ALTER TABLE {{schema}}.invoices ALTER COLUMN amount SET NOT NULL;
+        """
+    ) == ["set-not-null-unvalidated"]
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        ("ALTER TABLE {{schema}}.invoices ALTER COLUMN customer_id DROP NOT NULL;",),
+        ("ALTER TABLE {{schema}}.invoices DROP COLUMN customer_id;",
+         "ALTER TABLE {{schema}}.invoices ADD COLUMN customer_id bigint;"),
+        ("DROP TABLE {{schema}}.invoices;",
+         "CREATE TABLE {{schema}}.invoices (customer_id bigint);",
+         "INSERT INTO {{schema}}.invoices VALUES (1);"),
+    ],
+)
+def test_set_not_null_once_the_column_may_hold_null_again(earlier: tuple[str, ...]) -> None:
+    sql = "ALTER TABLE {{schema}}.invoices ALTER COLUMN customer_id SET NOT NULL;"
+    assert rules(sql, earlier=state(*earlier)) == ["set-not-null-unvalidated"]
+
+
+# --- VALIDATE in a no-transaction migration (issue 15 item 2) -----------------------------
+
+NOT_VALID_THEN_VALIDATE = """
+ALTER TABLE {{schema}}.invoices ADD CONSTRAINT invoices_customer_fk
+    FOREIGN KEY (customer_id) REFERENCES {{schema}}.customers (id) NOT VALID;
+ALTER TABLE {{schema}}.invoices VALIDATE CONSTRAINT invoices_customer_fk;
+"""
+
+
+def test_validate_after_not_valid_is_flagged_in_a_transaction() -> None:
+    findings = lint(NOT_VALID_THEN_VALIDATE)
+    assert [(f.rule, f.line) for f in findings] == [("validate-same-migration", 4)]
+    assert "(line 2)" in findings[0].message
+
+
+def test_validate_after_not_valid_is_safe_without_a_transaction() -> None:
+    # each statement commits on its own: the ADD's lock is released before the scan
+    assert lint("-- tenantmig:no-transaction\n" + NOT_VALID_THEN_VALIDATE,
+                transactional=False) == []

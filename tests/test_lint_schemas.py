@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from lint_support import lint, rules
+from helpers import MakeMigrations
+from lint_support import lint, rules, state
+
+from tenantmig.lint import blocking, lint_migrations
+from tenantmig.source import load_migrations
 
 
 @pytest.mark.parametrize(
@@ -74,7 +80,8 @@ def test_unqualified_name_message_and_line() -> None:
             REFERENCES customers (id) NOT VALID;
         """
     )
-    assert [(f.rule, f.line) for f in findings] == [("unqualified-name", 5)]
+    # reported at the statement's first line, where an allow comment would stand
+    assert [(f.rule, f.line) for f in findings] == [("unqualified-name", 3)]
     assert "{{schema}}.customers" in findings[0].message
 
 
@@ -92,3 +99,50 @@ def test_other_tenant_schema() -> None:
     assert "another tenant" in findings[0].message
     assert rules("SELECT tenant_acme.f();") == ["other-tenant-schema"]
     assert rules("CREATE TABLE {{schema}}.t (m tenant_acme.mood);") == ["other-tenant-schema"]
+
+
+# --- calls of the migrations' own functions; files that never name {{schema}} (issue 14) --
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE VIEW {{schema}}.v AS SELECT hot_rank(1) FROM {{schema}}.invoices;",
+        "ALTER TABLE {{schema}}.invoices ALTER COLUMN amount SET DEFAULT hot_rank(2);",
+        "CREATE INDEX CONCURRENTLY i ON {{schema}}.invoices (hot_rank(id::int));",
+        "UPDATE {{schema}}.invoices SET amount = hot_rank(3) WHERE id = 1;",
+        "CALL refresh_ranks();",
+        "SELECT nextval('invoice_numbers');",
+    ],
+)
+def test_unqualified_calls_of_what_earlier_migrations_created(sql: str) -> None:
+    earlier = state(
+        "CREATE FUNCTION {{schema}}.hot_rank(int) RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+        "CREATE PROCEDURE {{schema}}.refresh_ranks() LANGUAGE sql AS 'SELECT 1';\n"
+        "CREATE SEQUENCE {{schema}}.invoice_numbers;"
+    )
+    found = [f for f in lint(sql, earlier=earlier, transactional=False)
+             if f.rule == "unqualified-name"]
+    assert len(found) == 1 and found[0].severity == "warning"
+    assert found[0].message.split(" is ")[0] in (
+        "function hot_rank", "function refresh_ranks", "sequence invoice_numbers")
+
+
+def test_a_file_that_never_names_the_schema_loads_and_only_warns(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations(
+        {
+            "V1__base.sql": "CREATE TABLE settings (key text PRIMARY KEY, value text);\n",
+            "V2__seed.sql": "INSERT INTO settings VALUES ('theme', 'dark');\n",
+            # nothing to qualify: the body resolves through the tenant's search_path, so a
+            # file-level warning would only be noise
+            "V3__fix.sql": "DO $$ BEGIN UPDATE settings SET value = 'light'; END $$;\n",
+        }
+    )
+    findings = lint_migrations(load_migrations(folder))
+    assert sorted((Path(f.path).name, f.line, f.rule) for f in findings) == [
+        ("V1__base.sql", 1, "unqualified-name"),
+        ("V2__seed.sql", 1, "unqualified-name"),
+    ]
+    assert blocking(findings) == []

@@ -6,7 +6,14 @@ import argparse
 from dataclasses import asdict
 
 from ..config import Config
-from ..lint import RULES, accept_history, blocking, fix_qualifiers, lint_migrations
+from ..lint import (
+    RULES,
+    LintState,
+    accept_history,
+    blocking,
+    fix_qualifiers,
+    lint_migrations,
+)
 from ..source import load_migrations, sql_files
 from . import _render
 
@@ -24,9 +31,16 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
     if args.fix:
         # Before loading: a file ported from elsewhere that never names {{schema}} is
         # exactly what --fix is for, and loading would refuse it.
-        for path in sql_files(config.migrations):
-            text = path.read_text(encoding="utf-8")
-            new = fix_qualifiers(text, shared_schemas=config.options.shared_schemas)
+        texts = {path: path.read_text(encoding="utf-8")
+                 for path in sql_files(config.migrations)}
+        # The functions and sequences the folder creates, whatever its order: their calls
+        # are qualified too (the others are built-in, or an extension's).
+        created = LintState()
+        for text in texts.values():
+            created = created.after(text)
+        for path, text in texts.items():
+            new = fix_qualifiers(text, shared_schemas=config.options.shared_schemas,
+                                 earlier=created)
             if new != text:
                 path.write_text(new, encoding="utf-8")
                 fixed.append(str(path))

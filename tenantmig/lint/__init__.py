@@ -17,8 +17,9 @@ statements and collects the facts they share (``_facts``); ``_registry`` gathers
 a dangerous/safe pair in ``tests/test_lint.py`` (details in ``tests/test_lint_<family>.py``),
 and its page in ``docs/rules/`` (``tests/test_rule_docs.py`` checks the last two).
 
-A finding is accepted on purpose with ``-- tenantmig:allow RULE-ID reason``: on a line before
-a statement it covers that statement; in the header (before the first statement) it covers the
+Every finding is reported at its statement's first line. A finding is accepted on purpose with
+``-- tenantmig:allow RULE-ID reason``: on a line before a statement, or inside it, it covers
+that statement (never the next one); in the header (before the first statement) it covers the
 whole file. Accepted findings keep their reason in :attr:`Finding.allowed` and do not block.
 """
 

@@ -119,9 +119,11 @@ class Broken:
 
     index: int
     start: int
+    """Offset of its first token."""
     offset: int
     """Where the parser stopped."""
     message: str
+    end: int
 
 
 class Text:
@@ -166,7 +168,8 @@ class Text:
             pieces = pglast.split(self.text, with_parser=False, only_slices=True)
         except ParseError as exc:
             offset = _error_offset(exc, len(self.text))
-            self.broken.append(Broken(0, 0, offset, _error_message(exc)))
+            start = skip_blanks(self.text, 0)
+            self.broken.append(Broken(0, start, offset, _error_message(exc), len(self.text)))
             return
         for index, piece in enumerate(pieces):
             start = piece.start or 0
@@ -177,7 +180,8 @@ class Text:
                 raws = pglast.parse_sql(padded)
             except ParseError as exc:
                 offset = _error_offset(exc, stop)
-                self.broken.append(Broken(index, start, offset, _error_message(exc)))
+                first = skip_blanks(self.text, start)
+                self.broken.append(Broken(index, first, offset, _error_message(exc), stop))
                 continue
             for raw in raws:
                 self._add(index, raw)

@@ -96,22 +96,22 @@ def _validate(w: Walk, command: Command) -> None:
     name, table, facts = command.node.name, command.table, w.facts
     if not name:
         return
+    if not w.transactional:
+        # each statement commits on its own: the ADD's lock is gone before the scan starts
+        return
     key = (table, name)
     if key in facts.not_valid_here:
         line = w.line(facts.not_valid_here[key])
         why = (
             "the ADD's lock (ACCESS EXCLUSIVE for a CHECK, SHARE ROW EXCLUSIVE on both tables "
             "for a foreign key) is held through the whole validation scan, blocking writes"
-            if w.transactional
-            else "if the scan fails, the ADD stays committed and every retry of this "
-            "no-transaction migration fails on the existing constraint"
         )
         w.report(
             VALIDATE_SAME_MIGRATION,
             f"VALIDATE CONSTRAINT {ident(name)} in the migration that added it NOT VALID "
             f"(line {line}): {why} — validate in a later migration",
         )
-    elif w.transactional and table in facts.locks:
+    elif table in facts.locks:
         lock = facts.locks[table]
         w.report(
             VALIDATE_SAME_MIGRATION,
@@ -125,8 +125,8 @@ def _validate(w: Walk, command: Command) -> None:
 @family.on_command(AlterTableType.AT_SetNotNull)
 def _set_not_null(w: Walk, command: Command) -> None:
     column, table = command.node.name, command.table
-    if not column or command.new:
-        return
+    if not column or command.new or (table, column) in w.state.not_null:
+        return  # already NOT NULL: PostgreSQL checks nothing
     for key, check in w.state.checks.items():
         if (
             key[0] == table

@@ -17,6 +17,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, NullTestType, ObjectType
 
 from ._common import Statement, dotted, name_key, strings, table_key
+from ._names import SERIAL_TYPES
 from ._state import Check, State, column_type
 
 SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, ACCESS_EXCLUSIVE = 4, 5, 6, 8
@@ -78,6 +79,17 @@ RENAMED_RELATIONS = {
 }
 """The relations ``ALTER ... RENAME TO`` renames, by the word messages use."""
 _WRITES = {"UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"}
+_ROUTINES = frozenset(
+    {
+        ObjectType.OBJECT_FUNCTION,
+        ObjectType.OBJECT_PROCEDURE,
+        ObjectType.OBJECT_ROUTINE,
+        ObjectType.OBJECT_AGGREGATE,
+    }
+)
+_NOT_NULL_CONSTRAINTS = frozenset(
+    {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_IDENTITY}
+)
 
 
 class Lock(NamedTuple):
@@ -157,6 +169,8 @@ class Facts:
                         referenced = table_key(constraint.pktable)
                         self.lock(referenced, SHARE_ROW_EXCLUSIVE, "REFERENCES", offset)
         elif subtype is _AT.AT_AddConstraint and isinstance(definition, ast.Constraint):
+            if definition.contype is ConstrType.CONSTR_PRIMARY:
+                self.remember_primary_key(table, definition)
             if definition.contype in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN):
                 if definition.skip_validation:
                     self.not_valid_here[(table, definition.conname or "")] = offset
@@ -176,6 +190,10 @@ class Facts:
                 self.state.columns[(table, node.name or "")] = target
         elif subtype is _AT.AT_DropColumn and node.name:
             self.state.drop_column(table, node.name)
+        elif subtype is _AT.AT_SetNotNull and node.name:
+            self.state.not_null.add((table, node.name))
+        elif subtype is _AT.AT_DropNotNull and node.name:
+            self.state.not_null.discard((table, node.name))
 
     def after_statement(self, statement: Statement) -> None:
         """Record what *statement* established, once every rule has seen it."""
@@ -194,11 +212,28 @@ class Facts:
 
     def remember_column(self, table: str, column: ast.ColumnDef) -> None:
         ctype = column_type(column.typeName)
-        if ctype is not None and column.colname:
-            self.state.columns[(table, column.colname)] = ctype
+        name = column.colname or ""
+        if ctype is not None and name:
+            self.state.columns[(table, name)] = ctype
+        type_name = strings(column.typeName.names) if column.typeName else []
+        serial = len(type_name) == 1 and type_name[0].lower() in SERIAL_TYPES
+        if serial and "." not in table:
+            self.state.sequences.add(f"{table}_{name}_seq")
+        not_null = serial
         for constraint in column.constraints or ():
             if isinstance(constraint, ast.Constraint):
                 self.remember_check(table, constraint)
+                if constraint.contype in _NOT_NULL_CONSTRAINTS:
+                    not_null = True
+                elif constraint.contype is ConstrType.CONSTR_NULL:
+                    not_null = False
+        if not_null and name:
+            self.state.not_null.add((table, name))
+
+    def remember_primary_key(self, table: str, constraint: ast.Constraint) -> None:
+        for key in constraint.keys or ():
+            if isinstance(key, ast.String) and key.sval:
+                self.state.not_null.add((table, key.sval))
 
     def remember_check(self, table: str, constraint: ast.Constraint) -> None:
         if constraint.contype is ConstrType.CONSTR_CHECK and constraint.conname:
@@ -218,6 +253,8 @@ class Facts:
                 self.remember_column(table, element)
             elif isinstance(element, ast.Constraint):
                 self.remember_check(table, element)
+                if element.contype is ConstrType.CONSTR_PRIMARY:
+                    self.remember_primary_key(table, element)
 
     def _after_CreateTableAsStmt(self, node: ast.CreateTableAsStmt, offset: int) -> None:
         if node.into is not None:
@@ -225,6 +262,28 @@ class Facts:
 
     def _after_CreateEnumStmt(self, node: ast.CreateEnumStmt, offset: int) -> None:
         self.state.enums.add(name_key(strings(node.typeName)))
+        self.state.types.add(name_key(strings(node.typeName)))
+
+    def _after_CreateDomainStmt(self, node: ast.CreateDomainStmt, offset: int) -> None:
+        self.state.types.add(name_key(strings(node.domainname)))
+
+    def _after_CreateRangeStmt(self, node: ast.CreateRangeStmt, offset: int) -> None:
+        self.state.types.add(name_key(strings(node.typeName)))
+
+    def _after_CompositeTypeStmt(self, node: ast.CompositeTypeStmt, offset: int) -> None:
+        self.state.types.add(table_key(node.typevar))
+
+    def _after_DefineStmt(self, node: ast.DefineStmt, offset: int) -> None:
+        if node.kind is ObjectType.OBJECT_TYPE:
+            self.state.types.add(name_key(strings(node.defnames)))
+        elif node.kind is ObjectType.OBJECT_AGGREGATE:
+            self.state.functions.add(name_key(strings(node.defnames)))
+
+    def _after_CreateFunctionStmt(self, node: ast.CreateFunctionStmt, offset: int) -> None:
+        self.state.functions.add(name_key(strings(node.funcname)))
+
+    def _after_CreateSeqStmt(self, node: ast.CreateSeqStmt, offset: int) -> None:
+        self.state.sequences.add(table_key(node.sequence))
 
     def _after_AlterEnumStmt(self, node: ast.AlterEnumStmt, offset: int) -> None:
         if node.oldVal is None and node.newVal is not None and self.transactional:
@@ -270,6 +329,18 @@ class Facts:
             and table in self.state.indexes
         ):
             self.state.indexes[node.newname] = self.state.indexes.pop(table)
+        elif node.newname:
+            self._renamed_object(node, node.newname)
+
+    def _renamed_object(self, node: ast.RenameStmt, new: str) -> None:
+        """A sequence, type or function renamed: calls of its new name are its calls."""
+        kind = node.renameType
+        if kind is ObjectType.OBJECT_SEQUENCE and node.relation is not None:
+            self.state.sequences.add(name_key([node.relation.schemaname or "", new]))
+        elif kind in (ObjectType.OBJECT_TYPE, ObjectType.OBJECT_DOMAIN):
+            self.state.types.add(name_key([*strings(node.object)[:-1], new]))
+        elif kind in _ROUTINES and isinstance(node.object, ast.ObjectWithArgs):
+            self.state.functions.add(name_key([*strings(node.object.objname)[:-1], new]))
 
     def _after_IndexStmt(self, node: ast.IndexStmt, offset: int) -> None:
         table = table_key(node.relation)

@@ -18,7 +18,9 @@ from pglast.parser import ParseError, Token, scan
 
 from .._sql import SCHEMA_PLACEHOLDER
 from ._common import render_sentinel, strings
-from ._names import references
+from ._names import NameRef, references
+from ._run import LintState
+from ._state import State
 
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _NAME_KINDS = frozenset({"NO_KEYWORD", "UNRESERVED_KEYWORD", "COL_NAME_KEYWORD",
@@ -42,9 +44,17 @@ _DROP_HEAD = frozenset({"DROP", "TABLE", "INDEX", "SEQUENCE", "VIEW", "MATERIALI
                         "FUNCTION", "PROCEDURE", "ROUTINE", "CONCURRENTLY", "IF_P", "EXISTS"})
 
 
-def fix_qualifiers(text: str, *, shared_schemas: Sequence[str] = ()) -> str:
+def fix_qualifiers(
+    text: str, *, shared_schemas: Sequence[str] = (), earlier: LintState | None = None
+) -> str:
     """*text* with ``{{schema}}.`` added before each unqualified relation, index, type,
     sequence or function name that a statement creates, alters, drops or references.
+
+    Calls of functions and procedures, and the sequence of ``nextval('name')`` (and
+    ``currval``, ``setval``), are qualified when *text* or an earlier migration (*earlier*,
+    e.g. every migration of the folder) created that function or sequence: the others are
+    built-in or an extension's. Function bodies (strings) are never rewritten: they resolve
+    through the migration's ``search_path`` when called.
 
     *shared_schemas* is accepted for symmetry with the linter: names already qualified (with
     any schema) are never changed, and unqualified names always become ``{{schema}}.name``.
@@ -56,7 +66,8 @@ def fix_qualifiers(text: str, *, shared_schemas: Sequence[str] = ()) -> str:
         tokens = [t for t in scan(rendered) if t.name not in _COMMENTS]
     except ParseError:
         return text
-    fixer = _Fixer(rendered, tokens)
+    known = (earlier or LintState()).after(text)
+    fixer = _Fixer(rendered, tokens, known)
     for raw in raws:
         if raw.stmt is None:
             continue
@@ -76,8 +87,9 @@ def fix_qualifiers(text: str, *, shared_schemas: Sequence[str] = ()) -> str:
 
 
 class _Fixer:
-    def __init__(self, text: str, tokens: list[Token]) -> None:
+    def __init__(self, text: str, tokens: list[Token], known: State) -> None:
         self.text = text
+        self.known = known
         self.tokens = tokens
         self.by_start = {t.start: i for i, t in enumerate(tokens)}
         self.inserts: set[int] = set()
@@ -88,12 +100,27 @@ class _Fixer:
         if not indexes:
             return
         self.lo, self.hi = indexes[0], indexes[-1] + 1
-        for ref in references(node):
-            if ref.schema is None and ref.location is not None:
+        for ref in references(node, self.known.functions):
+            if ref.in_string:
+                self._qualify_in_string(ref)
+            elif ref.schema is None and ref.location is not None:
                 index = self.by_start.get(ref.location)
                 if index is not None:
                     self._insert_if_bare(index, ref.name)
         self._plain_string_names(node)
+
+    def _qualify_in_string(self, ref: NameRef) -> None:
+        """``nextval('seq')`` -> ``nextval('{{schema}}.seq')``, for a sequence the migrations
+        created, written as a plain string of exactly its name."""
+        call = self.by_start.get(ref.location) if ref.location is not None else None
+        if ref.schema is not None or call is None or ref.name not in self.known.sequences:
+            return
+        index = self._after(call, _OPEN)
+        if index is None or self._word(index) != "SCONST":
+            return
+        at = self.tokens[index].start
+        if self.text.startswith(f"'{ref.name}'", at):
+            self.inserts.add(at + 1)
 
     # --- tokens -------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,26 @@ BUILTIN_TYPES = frozenset(
 )
 """Type names from ``pg_catalog`` that may stay unqualified (keywords such as ``varchar`` or
 ``integer`` already come out of the parser as ``pg_catalog.*``)."""
+
+BUILTIN_FUNCTIONS = frozenset(
+    """
+     abs age array_agg array_append array_length array_position array_remove array_to_string
+     avg bool_and bool_or btrim ceil char_length clock_timestamp coalesce concat concat_ws
+     count cume_dist current_date current_setting date_part date_trunc decode dense_rank
+     encode exp extract first_value floor format gen_random_uuid generate_series
+     generate_subscripts greatest hashtext initcap json_agg json_build_object jsonb_agg
+     jsonb_build_array jsonb_build_object jsonb_object_agg jsonb_set lag last_value lead least
+     left length ln log lower lpad ltrim max md5 min mod now nullif nth_value ntile overlay
+     percent_rank position power random rank regexp_match regexp_matches regexp_replace
+     regexp_split_to_array repeat replace reverse right round row_number rpad rtrim
+     set_config sign split_part sqrt starts_with statement_timestamp string_agg strpos
+     substr substring sum timeofday to_char to_date to_json to_jsonb to_number to_timestamp
+     to_tsquery to_tsvector translate transaction_timestamp trim trunc unnest upper
+    """.split()  # noqa: SIM905 (as BUILTIN_TYPES)
+)
+"""Common ``pg_catalog`` functions: a migration's own function of the same name is not what an
+unqualified call of it means (``pg_catalog`` comes first in every ``search_path``), so such a
+call is neither flagged nor qualified."""
 
 _SEQUENCE_FUNCTIONS = frozenset({"nextval", "currval", "setval"})
 SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
@@ -69,6 +89,8 @@ class NameRef:
     """The name's parts: ``(schema, name)`` or ``(name,)``."""
     location: int | None
     """Offset of the name's first token when the parser records it."""
+    in_string: bool = False
+    """Written inside a string constant (``nextval('name')``): *location* is the call's."""
 
     @property
     def schema(self) -> str | None:
@@ -79,12 +101,14 @@ class NameRef:
         return self.parts[-1]
 
 
-def references(stmt: ast.Node) -> Iterator[NameRef]:
+def references(stmt: ast.Node, functions: Collection[str] = ()) -> Iterator[NameRef]:
     """Every name in *stmt* that must be qualified (or, when qualified, is checked).
 
     Skipped: CTE names, temporary relations, the index name of ``CREATE INDEX`` (it cannot be
-    qualified), built-in type names, ``%TYPE`` references, unqualified function calls (built-in
-    functions); qualified function calls are returned so their schema is checked.
+    qualified), built-in type names, ``%TYPE`` references, unqualified calls of functions
+    other than *functions* (those the migrations created: the others are built-in, or an
+    extension's); qualified function calls are returned so their schema is checked. Nothing
+    inside a string is looked at (function bodies), but for ``nextval('name')`` and its kin.
     """
     ctes = {n.ctename for n in walk(stmt) if isinstance(n, ast.CommonTableExpr) and n.ctename}
     kinds = _relation_kinds(stmt)
@@ -102,7 +126,9 @@ def references(stmt: ast.Node) -> Iterator[NameRef]:
                 yield ref
         elif isinstance(node, ast.FuncCall):
             parts = tuple(strings(node.funcname))
-            if len(parts) >= 2:
+            if len(parts) >= 2 or (
+                parts and parts[0] in functions and parts[0] not in BUILTIN_FUNCTIONS
+            ):
                 yield NameRef("function", parts, node.location)
             if parts and parts[-1] in _SEQUENCE_FUNCTIONS and node.args:
                 ref = _sequence_argument(node.args[0], node.location)
@@ -123,8 +149,8 @@ def _sequence_argument(arg: Any, location: int | None) -> NameRef | None:
         return None
     if dot:
         schema = schema.strip('"') if schema.startswith('"') else schema.lower()
-        return NameRef("sequence", (schema, name), location)
-    return NameRef("sequence", (name,), location)
+        return NameRef("sequence", (schema, name), location, in_string=True)
+    return NameRef("sequence", (name,), location, in_string=True)
 
 
 def _type_ref(node: ast.TypeName) -> NameRef | None:

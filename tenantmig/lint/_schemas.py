@@ -2,7 +2,8 @@
 
 Each migration runs with the tenant, then the shared schemas, as its ``search_path``, so an
 unqualified name resolves inside the tenant: a warning (qualify it, or let ``--fix`` do it,
-to say where it lives). A name qualified with any other schema (another tenant's) is an
+to say where it lives); calls of functions the migrations created count as names. A name
+qualified with any other schema (another tenant's) is an
 error. Which names a statement holds is :mod:`._names`' job (``--fix`` uses it too).
 """
 
@@ -31,7 +32,7 @@ OTHER_TENANT_SCHEMA = family.rule(
 
 @family.on_every_statement
 def _names(w: Walk, node: ast.Node) -> None:
-    for ref in references(node):
+    for ref in references(node, w.state.functions):
         name = ident(ref.name)
         if ref.schema is None:
             hint = f"write {S}.{name}"

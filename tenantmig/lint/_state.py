@@ -137,6 +137,14 @@ class State:
     """Index name -> its table."""
     enums: set[str] = field(default_factory=set)
     """Enum types created by the migrations."""
+    not_null: set[tuple[str, str]] = field(default_factory=set)
+    """(table, column) known to be NOT NULL (declared so, a primary key, SET NOT NULL)."""
+    functions: set[str] = field(default_factory=set)
+    """Functions, procedures and aggregates created by the migrations (names only)."""
+    types: set[str] = field(default_factory=set)
+    """Types created by the migrations: enums, domains, composite, range and base types."""
+    sequences: set[str] = field(default_factory=set)
+    """Sequences created by the migrations (``CREATE SEQUENCE``, serial columns)."""
 
     def copy(self) -> Self:
         """A copy whose collections can change without changing this one."""
@@ -146,6 +154,10 @@ class State:
             checks=dict(self.checks),
             indexes=dict(self.indexes),
             enums=set(self.enums),
+            not_null=set(self.not_null),
+            functions=set(self.functions),
+            types=set(self.types),
+            sequences=set(self.sequences),
         )
 
     def rename_table(self, old: str, new: str) -> None:
@@ -154,21 +166,27 @@ class State:
         }
         self.checks = {((new if t == old else t), n): v for (t, n), v in self.checks.items()}
         self.indexes = {i: (new if t == old else t) for i, t in self.indexes.items()}
+        self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
 
     def drop_table(self, table: str) -> None:
         self.columns = {k: v for k, v in self.columns.items() if k[0] != table}
         self.checks = {k: v for k, v in self.checks.items() if k[0] != table}
         self.indexes = {i: t for i, t in self.indexes.items() if t != table}
+        self.not_null = {k for k in self.not_null if k[0] != table}
 
     def rename_column(self, table: str, old: str, new: str) -> None:
         if (table, old) in self.columns:
             self.columns[(table, new)] = self.columns.pop((table, old))
+        if (table, old) in self.not_null:
+            self.not_null.discard((table, old))
+            self.not_null.add((table, new))
         for key, check in list(self.checks.items()):
             if key[0] == table and check.column == old:
                 self.checks[key] = replace(check, column=new)
 
     def drop_column(self, table: str, column: str) -> None:
         self.columns.pop((table, column), None)
+        self.not_null.discard((table, column))
         self.checks = {
             k: v for k, v in self.checks.items() if not (k[0] == table and v.column == column)
         }

@@ -62,8 +62,9 @@ class Walk:
     def report(
         self, rule: Rule, message: str, at: int | None = None, severity: Severity | None = None
     ) -> None:
-        """A finding of *rule* in the current statement, at offset *at* (else its start);
-        with the rule's own severity unless *severity* says otherwise."""
+        """A finding of *rule* in the current statement, with the rule's own severity unless
+        *severity* says otherwise. It is shown at the statement's first line (where an allow
+        comment stands), whatever *at*, the offset of the clause it is about, says."""
         offset = at if at is not None and at >= 0 else self.stmt.start
         self.report_at(rule, self.stmt.index, offset, message, severity)
 
