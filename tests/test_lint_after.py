@@ -49,3 +49,19 @@ async def test_up_runs_the_history_and_records_why(
     with pytest.raises(tenantmig.LintError):
         tenantmig.Engine(dsn, migrations=folder).check_safety()
     assert tenantmig.Engine(dsn, migrations=folder, lint_after=2).check_safety()
+
+
+def test_history_does_not_excuse_what_cannot_run_per_tenant(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({
+        "V1__t.sql": "CREATE TABLE {{schema}}.t (id int);\n",
+        "V2__other.sql": "CREATE TABLE tenant_002.x (id int);\n",
+        "V3__tx.sql": "BEGIN;\nCREATE TABLE {{schema}}.y (id int);\nCOMMIT;\n",
+    })
+    r = tm("lint", "--lint-after", "3", "--migrations", folder, cwd=folder.parent)
+    assert r.returncode == 2, r.stdout + r.stderr
+    blocking = [line for line in r.stdout.splitlines() if "(allowed:" not in line
+                and ("other-tenant-schema" in line or "transaction-control" in line)]
+    assert any("V2__other.sql:1 other-tenant-schema" in line for line in blocking), r.stdout
+    assert any("V3__tx.sql:1 transaction-control" in line for line in blocking), r.stdout

@@ -90,14 +90,22 @@ def accept_history(
     findings: Iterable[Finding], migrations: MigrationSet, lint_after: int | None
 ) -> list[Finding]:
     """*findings* with those in versions up to *lint_after* accepted (shown, never
-    blocking): history that production already ran is judged, not refused."""
+    blocking): history that production already ran is judged, not refused, except what
+    cannot run once per tenant at all (:data:`_NOT_HISTORY`)."""
     if lint_after is None:
         return list(findings)
     old = {str(step.path) for m in migrations.migrations if m.version <= lint_after
            for step in (m.up, m.down) if step is not None}
     reason = f"history: version up to --lint-after {lint_after}"
-    return [replace(f, allowed=reason) if f.path in old and f.allowed is None else f
+    return [replace(f, allowed=reason)
+            if f.path in old and f.allowed is None and f.rule not in _NOT_HISTORY else f
             for f in findings]
+
+
+_NOT_HISTORY = frozenset({"other-tenant-schema", "transaction-control", "unparsable"})
+"""What no history excuses: these say the file cannot work once per tenant (it names
+another schema, controls the transaction the engine owns, or does not parse), not that
+it was unsafe on a busy table; they block under --lint-after too."""
 
 
 def blocking(findings: Iterable[Finding]) -> list[Finding]:
