@@ -230,6 +230,19 @@ class Facts:
         if node.oldVal is None and node.newVal is not None and self.transactional:
             self.enum_added[node.newVal] = (dotted(strings(node.typeName)), offset)
 
+    def _after_CreateFunctionStmt(self, node: ast.CreateFunctionStmt, offset: int) -> None:
+        name = name_key(strings(node.funcname))
+        volatility = [
+            o.arg.sval
+            for o in node.options or ()
+            if isinstance(o, ast.DefElem) and o.defname == "volatility"
+            and isinstance(o.arg, ast.String)
+        ]
+        if volatility and volatility[-1] in ("immutable", "stable"):
+            self.state.functions = self.state.functions | {name}
+        else:  # VOLATILE unless declared otherwise (CREATE OR REPLACE may make it so)
+            self.state.functions = self.state.functions - {name}
+
     def _after_DropStmt(self, node: ast.DropStmt, offset: int) -> None:
         objects = node.objects or ()
         if node.removeType is ObjectType.OBJECT_INDEX:

@@ -137,6 +137,8 @@ class State:
     """Index name -> its table."""
     enums: set[str] = field(default_factory=set)
     """Enum types created by the migrations."""
+    functions: frozenset[str] = frozenset()
+    """Functions the migrations created IMMUTABLE or STABLE (a default may call them)."""
 
     def copy(self) -> Self:
         """A copy whose collections can change without changing this one."""
