@@ -13,7 +13,8 @@ family = Family("domains")
 
 DOMAIN_CONSTRAINT_NOT_VALID = family.rule(
     "domain-constraint-not-valid",
-    "ALTER DOMAIN ... ADD CONSTRAINT without NOT VALID (scans every column using the domain)",
+    "ALTER DOMAIN ... ADD CONSTRAINT without NOT VALID, or SET NOT NULL (scans every column "
+    "using the domain)",
 )
 DOMAIN_WITH_CHECK = family.rule(
     "domain-with-check",
@@ -25,12 +26,16 @@ DOMAIN_WITH_CHECK = family.rule(
 @family.on(ast.AlterDomainStmt)
 def _alter_domain(w: Walk, node: ast.AlterDomainStmt) -> None:
     constraint = node.def_
-    if node.subtype != "C" or not isinstance(constraint, ast.Constraint):
-        return
-    if constraint.skip_validation:
+    if node.subtype == "O":  # SET NOT NULL
+        not_null = True
+    elif node.subtype == "C" and isinstance(constraint, ast.Constraint):
+        if constraint.skip_validation:
+            return
+        not_null = constraint.contype is ConstrType.CONSTR_NOTNULL
+    else:
         return
     name = dotted(strings(node.typeName))
-    if constraint.contype is ConstrType.CONSTR_NOTNULL:
+    if not_null:
         fix = (
             "a NOT NULL domain constraint has no NOT VALID form: add CHECK (VALUE IS NOT "
             "NULL) NOT VALID instead, then VALIDATE CONSTRAINT in a later migration"
@@ -42,7 +47,8 @@ def _alter_domain(w: Walk, node: ast.AlterDomainStmt) -> None:
         )
     w.report(
         DOMAIN_CONSTRAINT_NOT_VALID,
-        f"ALTER DOMAIN {name} ADD CONSTRAINT checks every row of every column that uses the "
+        f"ALTER DOMAIN {name} {'SET NOT NULL' if node.subtype == 'O' else 'ADD CONSTRAINT'} "
+        "checks every row of every column that uses the "
         f"domain, holding a lock that blocks writes to those tables for the whole scan — {fix}",
     )
 
