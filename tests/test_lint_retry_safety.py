@@ -36,6 +36,14 @@ T = "{{schema}}.invoices"
         ("DROP TYPE {{schema}}.e;", "DROP TYPE IF EXISTS"),
         ("DROP FUNCTION {{schema}}.f();", "DROP FUNCTION IF EXISTS"),
         (f"ALTER TABLE {T} RENAME COLUMN note TO memo;", "the old name is gone"),
+        (
+            f"CREATE TRIGGER t BEFORE INSERT ON {T} FOR EACH ROW "
+            "EXECUTE FUNCTION {{schema}}.f();",
+            "CREATE TRIGGER t on {{schema}}.invoices without OR REPLACE",
+        ),
+        ("CREATE EXTENSION pgcrypto;", "CREATE EXTENSION pgcrypto without IF NOT EXISTS"),
+        ("CREATE TYPE {{schema}}.r AS RANGE (subtype = int4);", "CREATE TYPE {{schema}}.r ("),
+        (f"CREATE POLICY p ON {T} USING (true);", "CREATE POLICY p on {{schema}}.invoices"),
     ],
 )
 def test_statements_a_retry_breaks(sql: str, fix: str) -> None:

@@ -63,9 +63,7 @@ def _statement(w: Walk, node: Any) -> None:
     if w.transactional:
         return
     name = type(node).__name__
-    target = " ".join(dotted([p for p in parts if p]) for parts in targets(node)[:1])
-    if isinstance(node, ast.CreateSchemaStmt):
-        target = ident(node.schemaname or "")
+    target = _target(node)
     if name in _IF_NOT_EXISTS and not node.if_not_exists:
         verb = _IF_NOT_EXISTS[name]
         _warn(w, f"{verb} {target} without IF NOT EXISTS", f"write {verb} IF NOT EXISTS")
@@ -128,6 +126,22 @@ def _command(w: Walk, table: str, command: ast.AlterTableCmd) -> None:
             f"write ALTER TABLE ... DROP CONSTRAINT IF EXISTS {name} first (when nothing "
             "relies on it yet) or guard it in a DO block",
         )
+
+
+def _target(node: Any) -> str:
+    """What *node* creates or changes, for messages."""
+    on = " ".join(dotted([p for p in parts if p]) for parts in targets(node)[:1])
+    if isinstance(node, ast.CreateTrigStmt):
+        return f"{ident(node.trigname or '')} on {on}"
+    if isinstance(node, ast.CreatePolicyStmt):
+        return f"{ident(node.policy_name or '')} on {on}"
+    if isinstance(node, ast.CreateSchemaStmt):
+        return ident(node.schemaname or "")
+    if isinstance(node, ast.CreateExtensionStmt):
+        return ident(node.extname or "")
+    if isinstance(node, ast.CreateRangeStmt):
+        return dotted(strings(node.typeName))
+    return on
 
 
 def _parts(obj: Any) -> list[str]:
