@@ -202,6 +202,129 @@ PAIRS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         {},
     ),
     (
+        "reindex-not-concurrent",
+        "REINDEX INDEX {{schema}}.invoices_pkey;",
+        "-- tenantmig:no-transaction\nREINDEX INDEX CONCURRENTLY {{schema}}.invoices_pkey;",
+        {},
+        {"transactional": False},
+    ),
+    (
+        "cluster-vacuum-full",
+        "VACUUM FULL {{schema}}.invoices;",
+        "VACUUM (ANALYZE) {{schema}}.invoices;",
+        {"transactional": False},
+        {"transactional": False},
+    ),
+    (
+        "detach-partition-not-concurrent",
+        "ALTER TABLE {{schema}}.events DETACH PARTITION {{schema}}.events_2020;",
+        "ALTER TABLE {{schema}}.events DETACH PARTITION {{schema}}.events_2020 FINALIZE;",
+        {},
+        {"transactional": False},
+    ),
+    (
+        "detach-partition-pending",
+        "ALTER TABLE {{schema}}.events DETACH PARTITION {{schema}}.events_2020 CONCURRENTLY;",
+        "ALTER TABLE {{schema}}.events DETACH PARTITION {{schema}}.events_2020 FINALIZE;",
+        {"transactional": False},
+        {"transactional": False},
+    ),
+    (
+        "truncate-cascade",
+        "TRUNCATE {{schema}}.customers CASCADE;",
+        "TRUNCATE {{schema}}.invoices, {{schema}}.customers;",
+        {},
+        {},
+    ),
+    (
+        "truncate-existing-table",
+        """
+        ALTER TABLE {{schema}}.invoices ADD COLUMN currency char(3);
+        TRUNCATE {{schema}}.invoices;
+        """,
+        """
+        CREATE TABLE {{schema}}.imports (id bigint PRIMARY KEY, line text);
+        TRUNCATE {{schema}}.imports;
+        """,
+        {},
+        {},
+    ),
+    (
+        "domain-constraint-not-valid",
+        "ALTER DOMAIN {{schema}}.positive ADD CONSTRAINT positive_check CHECK (VALUE > 0);",
+        "ALTER DOMAIN {{schema}}.positive ADD CONSTRAINT positive_check CHECK (VALUE > 0) "
+        "NOT VALID;",
+        {},
+        {},
+    ),
+    (
+        "domain-with-check",
+        "CREATE DOMAIN {{schema}}.positive AS numeric CHECK (VALUE > 0);",
+        "CREATE DOMAIN {{schema}}.label AS text;",
+        {},
+        {},
+    ),
+    (
+        "not-retryable",
+        "ALTER TABLE {{schema}}.invoices ADD COLUMN currency char(3);",
+        "ALTER TABLE {{schema}}.invoices ADD COLUMN IF NOT EXISTS currency char(3);",
+        {"transactional": False},
+        {"transactional": False},
+    ),
+    (
+        "set-schema-shared",
+        "ALTER TABLE {{schema}}.invoices SET SCHEMA shared;",
+        "CREATE TABLE {{schema}}.plans (LIKE shared.plans INCLUDING CONSTRAINTS);",
+        {"shared_schemas": ["shared"]},
+        {"shared_schemas": ["shared"]},
+    ),
+    (
+        "shared-schema-ddl",
+        "ALTER TABLE shared.plans ADD COLUMN tier text;",
+        "ALTER TABLE {{schema}}.invoices ADD CONSTRAINT invoices_plan_fk "
+        "FOREIGN KEY (customer_id) REFERENCES shared.plans (id) NOT VALID;",
+        {"shared_schemas": ["shared"]},
+        {"shared_schemas": ["shared"]},
+    ),
+    (
+        "drop-not-null",
+        "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at DROP NOT NULL;",
+        "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at SET DEFAULT now();",
+        {},
+        {},
+    ),
+    (
+        "drop-default",
+        "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at DROP DEFAULT;",
+        "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at SET DEFAULT now();",
+        {},
+        {},
+    ),
+    (
+        "drop-database",
+        "DROP DATABASE tenants_old;",
+        "CREATE TABLE {{schema}}.scratch (id int); DROP TABLE {{schema}}.scratch;",
+        {"transactional": False},
+        {},
+    ),
+    (
+        "drop-schema",
+        "DROP SCHEMA {{schema}} CASCADE;",
+        "CREATE SCHEMA scratch; DROP SCHEMA scratch;",
+        {},
+        {},
+    ),
+    (
+        "identifier-too-long",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+        "invoices_customer_id_status_created_at_amount_currency_note_idx_v2 "
+        "ON {{schema}}.invoices (customer_id);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS invoices_customer_status_idx "
+        "ON {{schema}}.invoices (customer_id);",
+        {"transactional": False},
+        {"transactional": False},
+    ),
+    (
         "unparsable",
         "ALTER TABEL {{schema}}.invoices ADD COLUMN currency char(3);",
         "ALTER TABLE {{schema}}.invoices ADD COLUMN currency char(3);",

@@ -10,7 +10,8 @@ type before ``ALTER COLUMN TYPE``) use the facts the earlier files established
 (:class:`LintState`). Python migrations are not linted.
 
 The rules are grouped by family, one module each (``_indexes``, ``_constraints``,
-``_columns``, ``_compat``, ``_transactions``, ``_schemas``), each declaring its rules and
+``_columns``, ``_compat``, ``_transactions``, ``_schemas``, ``_maintenance``, ``_domains``,
+``_retry_safety``, ``_shared``, ``_identifiers``), each declaring its rules and
 registering its handlers with the walker (``_walker``), which makes one pass over the
 statements and collects the facts they share (``_facts``); ``_registry`` gathers the rules,
 ``_run`` composes the whole. Adding a rule: its declaration and handler in the family module,

@@ -7,7 +7,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, TableLikeOption
 
 from ..source import walk
-from ._common import WARNING, ident, shown, strings, table_key
+from ._common import WARNING, dotted, ident, name_key, shown, strings, table_key
 from ._facts import Command
 from ._names import SERIAL_TYPES
 from ._state import coercion, column_type
@@ -61,6 +61,73 @@ _VOLATILE = frozenset(
         "pg_current_xact_id",
     }
 )
+"""Volatile built-ins named as such in the message (every other unknown function is flagged
+too, as not known to be immutable or stable)."""
+_KNOWN_SAFE = frozenset(
+    {
+        # stable: the transaction's or the session's values, the same for every row
+        "now",
+        "transaction_timestamp",
+        "statement_timestamp",
+        "current_setting",
+        "current_database",
+        "current_schema",
+        "to_char",
+        "to_timestamp",
+        "to_date",
+        "age",
+        # immutable
+        "abs",
+        "round",
+        "trunc",
+        "floor",
+        "ceil",
+        "lower",
+        "upper",
+        "initcap",
+        "length",
+        "substr",
+        "substring",
+        "replace",
+        "trim",
+        "btrim",
+        "ltrim",
+        "rtrim",
+        "lpad",
+        "rpad",
+        "left",
+        "right",
+        "concat",
+        "concat_ws",
+        "format",
+        "md5",
+        "date_trunc",
+        "date_part",
+        "make_date",
+        "make_time",
+        "make_interval",
+        "make_timestamp",
+        "make_timestamptz",
+        "timezone",
+        "int4range",
+        "int8range",
+        "numrange",
+        "daterange",
+        "tsrange",
+        "tstzrange",
+        "array_fill",
+        "jsonb_build_object",
+        "jsonb_build_array",
+        "json_build_object",
+        "json_build_array",
+        "to_jsonb",
+        "to_json",
+        "jsonb_object",
+        "json_object",
+    }
+)
+"""Built-in functions known to be immutable or stable: a default calling only these is
+computed once for the whole ``ADD COLUMN`` (PostgreSQL 11+), so it does not rewrite."""
 _SWAP = (
     "use the 5-step swap: add a new column, keep it in sync (trigger), backfill in batches "
     "(Python migration, ctx.backfill), switch reads, drop the old column in a later release"
@@ -76,7 +143,7 @@ def _add_column(w: Walk, command: Command) -> None:
     at = column.location
     constraints = [c for c in column.constraints or () if isinstance(c, ast.Constraint)]
     kinds = {c.contype for c in constraints}
-    rewrite = _rewrite_reason(column, constraints)
+    rewrite = _rewrite_reason(column, constraints, w.state.stable_functions)
     if rewrite:
         w.report(
             ADD_COLUMN_VOLATILE_DEFAULT,
@@ -98,7 +165,9 @@ def _add_column(w: Walk, command: Command) -> None:
         )
 
 
-def _rewrite_reason(column: ast.ColumnDef, constraints: list[ast.Constraint]) -> str:
+def _rewrite_reason(
+    column: ast.ColumnDef, constraints: list[ast.Constraint], non_volatile: frozenset[str]
+) -> str:
     """Why adding *column* rewrites the table, or ''."""
     type_parts = strings(column.typeName.names) if column.typeName else []
     if len(type_parts) == 1 and type_parts[0].lower() in SERIAL_TYPES:
@@ -109,11 +178,33 @@ def _rewrite_reason(column: ast.ColumnDef, constraints: list[ast.Constraint]) ->
         if constraint.contype is ConstrType.CONSTR_GENERATED and constraint.generated_kind != "v":
             return "a stored generated value"
         if constraint.contype is ConstrType.CONSTR_DEFAULT:
-            for item in walk(constraint.raw_expr):
-                if isinstance(item, ast.FuncCall):
-                    name = strings(item.funcname)[-1:]
-                    if name and name[0].lower() in _VOLATILE:
-                        return f"the volatile default {name[0]}()"
+            reason = _volatile_call(constraint.raw_expr, non_volatile)
+            if reason:
+                return reason
+    return ""
+
+
+def _volatile_call(expr: ast.Node | None, non_volatile: frozenset[str]) -> str:
+    """Why the default *expr* is computed row by row: the first function it calls that is a
+    known volatile built-in, or neither a known-safe built-in nor a function the migrations
+    created IMMUTABLE or STABLE (*non_volatile*); '' when there is none."""
+    for item in walk(expr):
+        if not isinstance(item, ast.FuncCall):
+            continue
+        parts = strings(item.funcname)
+        if not parts:
+            continue
+        name = parts[-1].lower()
+        builtin = len(parts) == 1 or parts[0] == "pg_catalog"
+        if name in _VOLATILE:
+            return f"the volatile default {parts[-1]}()"
+        if name_key(parts) in non_volatile or (builtin and name in _KNOWN_SAFE):
+            continue
+        return (
+            f"a default calling {dotted(parts)}(), which is not known to be IMMUTABLE or "
+            "STABLE (a function is VOLATILE unless declared otherwise, and a volatile default "
+            "is computed for every row)"
+        )
     return ""
 
 
@@ -125,8 +216,8 @@ def _alter_type(w: Walk, command: Command) -> None:
     target = column_type(definition.typeName)
     old = w.state.columns.get((table, column))
     what = f"ALTER COLUMN {ident(column)} TYPE {target or '?'} on {shown(table)}"
-    if definition.raw_default is not None:
-        reason = "with a USING expression rewrites the table"
+    if definition.raw_default is not None and not _plain_cast(definition, column):
+        reason = "with a USING expression computes every row anew: it rewrites the table"
     elif definition.collClause is not None:
         reason = "with a new collation rebuilds its indexes"
     elif old is None or target is None:
@@ -157,6 +248,17 @@ def _alter_type(w: Walk, command: Command) -> None:
         ALTER_COLUMN_TYPE,
         f"{what} {reason} and rebuilds its indexes under ACCESS EXCLUSIVE — {_SWAP}",
     )
+
+
+def _plain_cast(definition: ast.ColumnDef, column: str) -> bool:
+    """The ``USING`` of *definition* is just *column*, or *column* cast to the new type: it
+    changes nothing the types alone do not decide (``USING email::text``)."""
+    expr = definition.raw_default
+    if isinstance(expr, ast.TypeCast):
+        if column_type(expr.typeName) != column_type(definition.typeName):
+            return False
+        expr = expr.arg
+    return isinstance(expr, ast.ColumnRef) and strings(expr.fields) == [column]
 
 
 @family.on(ast.CreateStmt)

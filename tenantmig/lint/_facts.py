@@ -279,15 +279,26 @@ class Facts:
         elif node.kind is ObjectType.OBJECT_AGGREGATE:
             self.state.functions.add(name_key(strings(node.defnames)))
 
-    def _after_CreateFunctionStmt(self, node: ast.CreateFunctionStmt, offset: int) -> None:
-        self.state.functions.add(name_key(strings(node.funcname)))
-
     def _after_CreateSeqStmt(self, node: ast.CreateSeqStmt, offset: int) -> None:
         self.state.sequences.add(table_key(node.sequence))
 
     def _after_AlterEnumStmt(self, node: ast.AlterEnumStmt, offset: int) -> None:
         if node.oldVal is None and node.newVal is not None and self.transactional:
             self.enum_added[node.newVal] = (dotted(strings(node.typeName)), offset)
+
+    def _after_CreateFunctionStmt(self, node: ast.CreateFunctionStmt, offset: int) -> None:
+        name = name_key(strings(node.funcname))
+        volatility = [
+            o.arg.sval
+            for o in node.options or ()
+            if isinstance(o, ast.DefElem) and o.defname == "volatility"
+            and isinstance(o.arg, ast.String)
+        ]
+        self.state.functions.add(name)
+        if volatility and volatility[-1] in ("immutable", "stable"):
+            self.state.stable_functions = self.state.stable_functions | {name}
+        else:  # VOLATILE unless declared otherwise (CREATE OR REPLACE may make it so)
+            self.state.stable_functions = self.state.stable_functions - {name}
 
     def _after_DropStmt(self, node: ast.DropStmt, offset: int) -> None:
         objects = node.objects or ()

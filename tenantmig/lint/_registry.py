@@ -14,7 +14,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from . import _columns, _compat, _constraints, _indexes, _schemas, _transactions
+from . import (
+    _columns,
+    _compat,
+    _constraints,
+    _domains,
+    _identifiers,
+    _indexes,
+    _maintenance,
+    _retry_safety,
+    _schemas,
+    _shared,
+    _transactions,
+)
 from ._allows import UNUSED_ALLOW
 from ._common import Rule
 from ._walker import UNPARSABLE, Family
@@ -26,6 +38,11 @@ FAMILIES: tuple[Family, ...] = (
     _compat.family,
     _transactions.family,
     _schemas.family,
+    _maintenance.family,
+    _domains.family,
+    _retry_safety.family,
+    _shared.family,
+    _identifiers.family,
 )
 """The rule families, in the order their handlers see each statement."""
 

@@ -145,6 +145,8 @@ class State:
     """Types created by the migrations: enums, domains, composite, range and base types."""
     sequences: set[str] = field(default_factory=set)
     """Sequences created by the migrations (``CREATE SEQUENCE``, serial columns)."""
+    stable_functions: frozenset[str] = frozenset()
+    """Functions the migrations created IMMUTABLE or STABLE (a default may call them)."""
 
     def copy(self) -> Self:
         """A copy whose collections can change without changing this one."""
