@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import CLOSED_DSN, assert_no_traceback, assert_usage_error, show, tm
 from rich.console import Console
 
@@ -171,3 +174,34 @@ def test_explain_of_an_unknown_id_is_exit_2_with_the_known_ids(tmp_path: Path) -
     message = assert_usage_error(tm("lint", "--explain", "no-such-rule", cwd=tmp_path))
     assert "no-such-rule" in message
     assert "drop-column" in message and "index-not-concurrent" in message
+
+
+# --- the CI page ---------------------------------------------------------------------------
+
+def _ci_blocks() -> list[str]:
+    text = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n(.*?)```", text, re.S)
+
+
+def test_the_ci_job_is_valid_yaml_of_about_ten_lines() -> None:
+    job, sarif_variant = _ci_blocks()
+    workflow = yaml.safe_load(job)
+    assert len(job.strip().splitlines()) <= 12
+    steps = workflow["jobs"]["lint"]["steps"]
+    assert "tenantmig lint --format github" in steps[-1]["run"]
+    assert "--lint-after" in steps[-1]["run"]
+    variant = yaml.safe_load(sarif_variant)
+    assert "--format sarif" in variant["steps"][0]["run"]
+    assert variant["steps"][1]["uses"].startswith("github/codeql-action/upload-sarif@")
+
+
+def test_the_ci_job_finds_the_newest_version_of_the_target_branch() -> None:
+    (job, _) = _ci_blocks()
+    run = yaml.safe_load(job)["jobs"]["lint"]["steps"][-1]["run"]
+    pipeline = re.search(r"\| (sed .*?)\)\n", run)
+    assert pipeline, run
+    listed = "migrations/V1__a.sql\nmigrations/U12__b.sql\nmigrations/V12__b.sql\n" \
+             "migrations/V9__c.py\nmigrations/README.md\n"
+    done = subprocess.run(["bash", "-c", pipeline.group(1)], input=listed, text=True,
+                          capture_output=True, check=True)
+    assert done.stdout == "12\n"
