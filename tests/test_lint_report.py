@@ -205,3 +205,17 @@ def test_the_ci_job_finds_the_newest_version_of_the_target_branch() -> None:
     done = subprocess.run(["bash", "-c", pipeline.group(1)], input=listed, text=True,
                           capture_output=True, check=True)
     assert done.stdout == "12\n"
+
+
+def test_history_accepted_by_lint_after_is_an_external_suppression(tmp_path: Path) -> None:
+    _folder(tmp_path, {
+        "V1__items.sql": "CREATE TABLE {{schema}}.items (id int PRIMARY KEY, qty int);\n",
+        "V2__index.sql": "CREATE INDEX items_qty ON {{schema}}.items (qty);\n",
+    })
+    r = tm("lint", "--format", "sarif", "--lint-after", "2", cwd=tmp_path)
+    assert r.returncode == 0, show(r)
+    (result,) = json.loads(r.stdout)["runs"][0]["results"]
+    assert result["level"] == "note"
+    (suppression,) = result["suppressions"]
+    assert suppression["kind"] == "external"
+    assert suppression["justification"].startswith("history: version up to --lint-after 2")
