@@ -23,7 +23,8 @@ from .durations import parse_duration_ms
 
 __all__ = [
     "DESCRIPTION_MAX", "Allow", "Kind", "Migration", "MigrationSet", "PythonStep", "Step",
-    "checksum", "load_migrations", "sql_files", "string_contexts", "walk",
+    "checksum", "load_migrations", "load_migrations_partially", "sql_files", "string_contexts",
+    "walk",
 ]
 
 _NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+)__(?P<description>[^/\\]+)\.(?P<ext>sql|py)$")
@@ -155,6 +156,16 @@ def sql_files(directory: str | Path) -> list[Path]:
 def load_migrations(directory: str | Path) -> MigrationSet:
     """Load and check every migration in *directory*, in our layout or in another tool's
     (see :mod:`tenantmig.layouts`); raise :class:`LoadError` on any problem."""
+    migrations, problems = load_migrations_partially(directory)
+    if problems:
+        raise LoadError(problems)
+    return migrations
+
+
+def load_migrations_partially(directory: str | Path) -> tuple[MigrationSet, list[Problem]]:
+    """Every migration of *directory* that loads, and the problems of those that do not:
+    what ``lint`` reports in one go. Nothing may run from a set that came with problems.
+    A folder that does not exist is not a partial load: :class:`LoadError`."""
     root = Path(directory)
     problems: list[Problem] = []
     if not root.is_dir():
@@ -165,9 +176,7 @@ def load_migrations(directory: str | Path) -> MigrationSet:
     else:
         migrations = [m for found in layouts.read(layout, paths, problems)
                       if (m := _load_found(found, problems)) is not None]
-    if problems:
-        raise LoadError(problems)
-    return MigrationSet(root, tuple(migrations))
+    return MigrationSet(root, tuple(migrations)), problems
 
 
 def _load_ours(paths: list[Path], problems: list[Problem]) -> list[Migration]:

@@ -7,8 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SRCROOT = "%SRCROOT%"
+HISTORY = "history: "
+"""How the reason of a finding accepted by ``--lint-after`` starts."""
 
 
 class Reported(Protocol):
@@ -26,6 +30,8 @@ class Reported(Protocol):
     def severity(self) -> str: ...
     @property
     def blocking(self) -> bool: ...
+    @property
+    def allowed(self) -> str | None: ...
 
 
 class Described(Protocol):
@@ -35,15 +41,24 @@ class Described(Protocol):
     def severity(self) -> str: ...
 
 
-def relative(path: str, root: Path | None = None) -> str:
-    """*path* relative to *root* (default: the current directory) with forward slashes,
-    as both formats want; unchanged when it lies elsewhere."""
-    base = (root or Path.cwd()).resolve()
+def checkout(root: Path | None = None) -> Path:
+    """Where paths are relative to: *root*, else the workspace GitHub Actions checked out
+    (annotations and code scanning want paths from the repository's root, whichever folder
+    the job runs lint from), else the current directory."""
+    return (root or Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())).resolve()
+
+
+def relative(path: str, root: Path | None = None) -> str | None:
+    """*path* relative to :func:`checkout` with forward slashes, as both formats want; None
+    when it lies elsewhere."""
     try:
-        rel = Path(path).resolve().relative_to(base)
+        return Path(path).resolve().relative_to(checkout(root)).as_posix()
     except ValueError:
-        return Path(path).as_posix()
-    return rel.as_posix()
+        return None
+
+
+def _text(f: Reported) -> str:
+    return f.message if f.allowed is None else f"{f.message} (allowed: {f.allowed})"
 
 
 def _escape_data(text: str) -> str:
@@ -57,22 +72,41 @@ def _escape_property(text: str) -> str:
 
 def github(findings: Sequence[Reported], root: Path | None = None) -> list[str]:
     """One ``::error`` / ``::warning`` / ``::notice`` workflow command per finding, so each
-    appears on the pull request's diff at its line. A finding that does not block
-    (accepted, or a warning) is a warning or a notice, never an error."""
+    appears on the pull request's diff at its line. Only what blocks is an error: a warning
+    stays a warning, and anything accepted (``tenantmig:allow``, ``--lint-after``) is a
+    notice that says why."""
     lines = []
     for f in findings:
-        level = "error" if f.blocking else "warning" if f.severity == "warning" else "notice"
+        level = "error" if f.blocking else "notice" if f.allowed is not None else "warning"
         props = ",".join((
-            f"file={_escape_property(relative(f.path, root))}",
+            f"file={_escape_property(relative(f.path, root) or Path(f.path).as_posix())}",
             f"line={max(1, f.line)}",
             f"title={_escape_property(f.rule)}",
         ))
-        lines.append(f"::{level} {props}::{_escape_data(f.message)}")
+        lines.append(f"::{level} {props}::{_escape_data(_text(f))}")
     return lines
 
 
 def _level(f: Reported) -> str:
-    return "error" if f.blocking else "warning" if f.severity == "warning" else "note"
+    return "error" if f.blocking else "note" if f.allowed is not None else "warning"
+
+
+def _location(path: str, root: Path | None) -> dict[str, str]:
+    # A URI reference: a file name may hold spaces or '#'. A file outside the checkout
+    # keeps an absolute file: URI, which no base applies to.
+    rel = relative(path, root)
+    if rel is None:
+        return {"uri": Path(path).resolve().as_uri()}
+    return {"uri": quote(rel), "uriBaseId": SRCROOT}
+
+
+def _suppressions(f: Reported) -> dict[str, Any]:
+    """An accepted finding is a suppressed result (SARIF 3.27.23): code scanning shows it
+    closed, with the reason. ``--lint-after`` accepts from outside the file."""
+    if f.allowed is None:
+        return {}
+    kind = "external" if f.allowed.startswith(HISTORY) else "inSource"
+    return {"suppressions": [{"kind": kind, "status": "accepted", "justification": f.allowed}]}
 
 
 def sarif(
@@ -83,9 +117,9 @@ def sarif(
     root: Path | None = None,
 ) -> dict[str, Any]:
     """A SARIF 2.1.0 log of one run: ``tool.driver.rules`` lists every rule a result names
-    (with its summary and where its page is), each result has ``ruleId``, ``ruleIndex``, ``level``,
-    ``message.text`` and a physical location (the file's URI relative to the checkout, and
-    the line)."""
+    (with its summary and how to read its page), each result has ``ruleId``, ``ruleIndex``,
+    ``level``, ``message.text`` and a physical location (the file's URI relative to the
+    checkout, and the line); an accepted finding is a suppressed ``note``."""
     used = sorted({f.rule for f in findings})
     index = {rule: i for i, rule in enumerate(used)}
     driver_rules = []
@@ -97,7 +131,8 @@ def sarif(
             "id": rule,
             "name": "".join(part.capitalize() for part in rule.split("-")),
             "shortDescription": {"text": summary},
-            "help": {"text": f"tenantmig lint --explain {rule} (docs/rules/{rule}.md)"},
+            "fullDescription": {"text": summary},
+            "help": {"text": f"tenantmig lint --explain {rule}"},
             "defaultConfiguration": {"level": "warning" if severity == "warning" else "error"},
         })
     results = [
@@ -105,14 +140,14 @@ def sarif(
             "ruleId": f.rule,
             "ruleIndex": index[f.rule],
             "level": _level(f),
-            "message": {"text": f.message},
+            "message": {"text": _text(f)},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": relative(f.path, root),
-                                         "uriBaseId": "%SRCROOT%"},
+                    "artifactLocation": _location(f.path, root),
                     "region": {"startLine": max(1, f.line)},
                 },
             }],
+            **_suppressions(f),
         }
         for f in findings
     ]
@@ -125,8 +160,8 @@ def sarif(
                 "version": version,
                 "rules": driver_rules,
             }},
-            "originalUriBaseIds": {
-                "%SRCROOT%": {"uri": (root or Path(os.getcwd())).resolve().as_uri() + "/"}},
+            # SARIF 3.14.14: a base's URI is absolute and ends with a slash.
+            "originalUriBaseIds": {SRCROOT: {"uri": checkout(root).as_uri().rstrip("/") + "/"}},
             "results": results,
         }],
     }

@@ -182,6 +182,10 @@ def _lint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add missing {{schema}}. qualifiers to the SQL files (changes "
                         "their checksums: only for migrations not applied anywhere yet)")
     parser.add_argument("--list", action="store_true", help="list the rules")
+    parser.add_argument("--explain", metavar="RULE-ID", help="print a rule's page")
+    parser.add_argument("--format", choices=("text", "json", "github", "sarif"),
+                        help="text (the default), json (as --json), github (workflow "
+                        "commands: annotations on the pull request) or sarif (2.1.0)")
     _json(parser)
 
 

@@ -29,10 +29,11 @@ from __future__ import annotations
 from ._common import SENTINEL, Finding, Rule, Severity
 from ._fix import fix_qualifiers
 from ._registry import RULES
-from ._run import LintState, accept_history, blocking, lint_migrations, lint_sql
+from ._run import HISTORY_REASON, LintState, accept_history, blocking, lint_migrations, lint_sql
 from ._state import ColumnType, coercion
 
 __all__ = [
+    "HISTORY_REASON",
     "RULES",
     "SENTINEL",
     "ColumnType",

@@ -96,11 +96,14 @@ def accept_history(
         return list(findings)
     old = {str(step.path) for m in migrations.migrations if m.version <= lint_after
            for step in (m.up, m.down) if step is not None}
-    reason = f"history: version up to --lint-after {lint_after}"
+    reason = f"{HISTORY_REASON} {lint_after}"
     return [replace(f, allowed=reason)
             if f.path in old and f.allowed is None and f.rule not in _NOT_HISTORY else f
             for f in findings]
 
+
+HISTORY_REASON = "history: version up to --lint-after"
+"""How a finding accepted by ``--lint-after`` says so (followed by the version)."""
 
 _NOT_HISTORY = frozenset({"other-tenant-schema", "transaction-control", "unparsable"})
 """What no history excuses: these say the file cannot work once per tenant (it names
