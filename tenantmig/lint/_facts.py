@@ -54,7 +54,7 @@ _SRE_SUBCOMMANDS = frozenset(
         _AT.AT_DisableTrigUser,
     }
 )
-_NOT_DDL = frozenset(
+NOT_DDL = frozenset(
     {
         "SelectStmt",
         "InsertStmt",
@@ -71,6 +71,7 @@ _NOT_DDL = frozenset(
         "NotifyStmt",
     }
 )
+"""Statements that change no schema: a migration of only these is no DDL migration."""
 RENAMED_RELATIONS = {
     ObjectType.OBJECT_TABLE: "table",
     ObjectType.OBJECT_VIEW: "view",
@@ -199,7 +200,7 @@ class Facts:
         """Record what *statement* established, once every rule has seen it."""
         node: Any = statement.node
         name = type(node).__name__
-        if name not in _NOT_DDL:
+        if name not in NOT_DDL:
             self.has_ddl = True
         if name in _WRITES:
             table = table_key(node.relation)

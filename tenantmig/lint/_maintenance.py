@@ -7,7 +7,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, DropBehavior, ReindexObjectType
 
 from ._common import NO_TX, SENTINEL_NAME, WARNING, S, ident, shown, table_key
-from ._facts import Command
+from ._facts import NOT_DDL, Command
 from ._walker import Family, Walk
 
 family = Family("maintenance")
@@ -40,24 +40,8 @@ TRUNCATE_EXISTING_TABLE = family.rule(
     "TRUNCATE of an existing table in a migration that also changes the schema",
 )
 
-_NOT_DDL = frozenset(
-    {
-        "SelectStmt",
-        "InsertStmt",
-        "UpdateStmt",
-        "DeleteStmt",
-        "MergeStmt",
-        "VariableSetStmt",
-        "VariableShowStmt",
-        "TransactionStmt",
-        "DoStmt",
-        "CallStmt",
-        "ExplainStmt",
-        "CopyStmt",
-        "NotifyStmt",
-        "TruncateStmt",
-    }
-)
+# A TRUNCATE alone does not make a migration one that changes the schema.
+_NOT_DDL = NOT_DDL | {"TruncateStmt"}
 """Statements that do not change the schema (TRUNCATE itself included: a migration of
 TRUNCATEs alone is a data migration, judged by ``truncate-cascade`` only)."""
 
