@@ -30,7 +30,7 @@ from .discovery import (
 from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
 from .ledger import LedgerRow, RunRecord, baselines, latest_failures, prune, read_run
-from .lint import Finding, accept_history, blocking, lint_migrations
+from .lint import TENANT_ONLY, Finding, accept_history, blocking, lint_migrations
 from .options import Options, Settings, retention_ms
 from .outcome import Direction
 from .plan import (
@@ -66,7 +66,8 @@ def _lint(migrations: MigrationSet, shared: MigrationSet | None,
     findings = accept_history(lint_migrations(migrations, shared_schemas=shared_schemas),
                               migrations, settings.lint_after)
     if shared is not None:
-        findings += lint_migrations(shared, shared_schemas=shared_schemas)
+        findings += [f for f in lint_migrations(shared, shared_schemas=shared_schemas)
+                     if f.rule not in TENANT_ONLY]
     return findings
 
 

@@ -287,6 +287,13 @@ PAIRS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         {"shared_schemas": ["shared"]},
     ),
     (
+        "database-wide-statement",
+        "CREATE EXTENSION IF NOT EXISTS ltree;",
+        "CREATE TABLE {{schema}}.paths (id int PRIMARY KEY, path extensions.ltree);",
+        {"shared_schemas": ["extensions"]},
+        {"shared_schemas": ["extensions"]},
+    ),
+    (
         "drop-not-null",
         "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at DROP NOT NULL;",
         "ALTER TABLE {{schema}}.customers ALTER COLUMN created_at SET DEFAULT now();",
@@ -310,7 +317,7 @@ PAIRS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
     (
         "drop-schema",
         "DROP SCHEMA {{schema}} CASCADE;",
-        "CREATE SCHEMA scratch; DROP SCHEMA scratch;",
+        "CREATE TABLE {{schema}}.scratch (id int); DROP TABLE {{schema}}.scratch;",
         {},
         {},
     ),

@@ -30,12 +30,14 @@ from ._common import SENTINEL, Finding, Rule, Severity
 from ._fix import fix_qualifiers
 from ._registry import RULES
 from ._run import HISTORY_REASON, LintState, accept_history, blocking, lint_migrations, lint_sql
+from ._shared import TENANT_ONLY
 from ._state import ColumnType, coercion
 
 __all__ = [
     "HISTORY_REASON",
     "RULES",
     "SENTINEL",
+    "TENANT_ONLY",
     "ColumnType",
     "Finding",
     "LintState",

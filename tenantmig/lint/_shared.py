@@ -21,6 +21,40 @@ SHARED_SCHEMA_DDL = family.rule(
     "shared-schema-ddl",
     "DDL whose target is qualified with a shared schema, in a tenant migration",
 )
+DATABASE_WIDE = family.rule(
+    "database-wide-statement",
+    "CREATE EXTENSION, CREATE SCHEMA, roles, event triggers, ALTER SYSTEM or tablespaces in "
+    "a tenant migration (they exist once per database)",
+)
+
+_DATABASE_WIDE: dict[type, str] = {
+    ast.CreateExtensionStmt: "CREATE EXTENSION",
+    ast.AlterExtensionStmt: "ALTER EXTENSION",
+    ast.CreateSchemaStmt: "CREATE SCHEMA",
+    ast.CreateRoleStmt: "CREATE ROLE",
+    ast.AlterRoleStmt: "ALTER ROLE",
+    ast.DropRoleStmt: "DROP ROLE",
+    ast.GrantRoleStmt: "GRANT/REVOKE of a role",
+    ast.CreateEventTrigStmt: "CREATE EVENT TRIGGER",
+    ast.AlterSystemStmt: "ALTER SYSTEM",
+    ast.CreateTableSpaceStmt: "CREATE TABLESPACE",
+}
+TENANT_ONLY = frozenset({"database-wide-statement", "shared-schema-ddl", "set-schema-shared"})
+"""Rules about what a tenant migration must leave to the shared migrations: not applied to
+the shared migrations themselves, which are where such statements belong."""
+
+
+@family.on(*_DATABASE_WIDE)
+def _database_wide(w: Walk, node: ast.Node) -> None:
+    what = _DATABASE_WIDE[type(node)]
+    w.report(
+        DATABASE_WIDE,
+        f"{what} acts on the whole database, not on this tenant: it runs once per tenant, "
+        "so the first tenant's migration does it (an extension or schema made that way "
+        "lands in the tenant, first on its search_path) and every later one fails on it "
+        "(42710, 42P06) or does it again — put it in a shared migration "
+        "(--shared-migrations), which runs once per database before any tenant",
+    )
 
 
 @family.on(ast.AlterObjectSchemaStmt)
