@@ -7,7 +7,9 @@ schema; each message says what is dangerous and the safe pattern, and each rule 
 at ``docs/rules/<rule-id>.md``.
 Rules that depend on earlier migrations (a CHECK validated before ``SET NOT NULL``, a column's
 type before ``ALTER COLUMN TYPE``) use the facts the earlier files established
-(:class:`LintState`). Python migrations are not linted.
+(:class:`LintState`). Python migrations are not linted. Given the tenants' catalog
+(:func:`read_catalog`, one query per database), the tables no migration created are known
+too, as the worst tenant holds them.
 
 The rules are grouped by family, one module each (``_indexes``, ``_constraints``,
 ``_columns``, ``_compat``, ``_transactions``, ``_schemas``, ``_maintenance``, ``_domains``,
@@ -26,6 +28,7 @@ whole file. Accepted findings keep their reason in :attr:`Finding.allowed` and d
 
 from __future__ import annotations
 
+from ._catalog import Catalog, read_catalog
 from ._common import SENTINEL, Finding, Rule, Severity
 from ._fix import fix_qualifiers
 from ._registry import RULES
@@ -38,6 +41,7 @@ __all__ = [
     "RULES",
     "SENTINEL",
     "TENANT_ONLY",
+    "Catalog",
     "ColumnType",
     "Finding",
     "LintState",
@@ -49,4 +53,5 @@ __all__ = [
     "fix_qualifiers",
     "lint_migrations",
     "lint_sql",
+    "read_catalog",
 ]

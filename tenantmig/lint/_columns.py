@@ -10,7 +10,7 @@ from ..source import walk
 from ._common import WARNING, dotted, ident, name_key, shown, strings, table_key
 from ._facts import Command
 from ._names import SERIAL_TYPES
-from ._state import coercion, column_type
+from ._state import ColumnType, coercion, column_type
 from ._walker import Family, Walk
 
 family = Family("columns")
@@ -215,6 +215,9 @@ def _alter_type(w: Walk, command: Command) -> None:
         return
     target = column_type(definition.typeName)
     old = w.state.columns.get((table, column))
+    tenant = ""
+    if target is not None and old is not None:
+        old, tenant = _worst_tenant(w, table, column, old, target)
     what = f"ALTER COLUMN {ident(column)} TYPE {target or '?'} on {shown(table)}"
     if definition.raw_default is not None and not _plain_cast(definition, column):
         reason = "with a USING expression computes every row anew: it rewrites the table"
@@ -236,18 +239,34 @@ def _alter_type(w: Walk, command: Command) -> None:
         if verdict == "timezone":
             w.report(
                 ALTER_COLUMN_TYPE,
-                f"{what} from {old}: timestamp -> timestamptz skips the rewrite only when the "
-                "session TimeZone is UTC (PG 12+); otherwise every row is rewritten under "
+                f"{what} from {old}{tenant}: timestamp -> timestamptz skips the rewrite only "
+                "when the session TimeZone is UTC (PG 12+); otherwise every row is rewritten under "
                 "ACCESS EXCLUSIVE — set TimeZone to UTC for this migration and check, or "
                 f"{_SWAP}",
                 severity=WARNING,
             )
             return
-        reason = f"from {old} is not binary-coercible: it rewrites the table"
+        reason = f"from {old}{tenant} is not binary-coercible: it rewrites the table"
     w.report(
         ALTER_COLUMN_TYPE,
         f"{what} {reason} and rebuilds its indexes under ACCESS EXCLUSIVE — {_SWAP}",
     )
+
+
+_VERDICTS = ("same", "binary", "timezone", "rewrite")
+
+
+def _worst_tenant(
+    w: Walk, table: str, column: str, old: ColumnType, target: ColumnType
+) -> tuple[ColumnType, str]:
+    """The type the change is judged from: where the tenants' catalog says tenants hold
+    different types, the worst tenant's, with `` (in tenant: type)`` to name it."""
+    held = w.state.tenant_types.get((table, column), ())
+    if old not in {t for _, t in held}:
+        # Changed by a migration since the catalog was read: every tenant holds *old* now.
+        return old, ""
+    tenant, worst = max(held, key=lambda h: _VERDICTS.index(coercion(h[1], target)))
+    return worst, f" (in {tenant}: {worst})"
 
 
 def _plain_cast(definition: ast.ColumnDef, column: str) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from ..source import Allow, Kind, MigrationSet, Step
 from ._allows import apply_allows, parse_allows
+from ._catalog import Catalog
 from ._common import Finding, Text
 from ._registry import FAMILIES, RULES
 from ._state import State
@@ -62,11 +63,17 @@ def lint_sql(
 
 
 def lint_migrations(
-    migrations: MigrationSet, *, shared_schemas: Sequence[str] = ()
+    migrations: MigrationSet,
+    *,
+    shared_schemas: Sequence[str] = (),
+    catalog: Catalog | None = None,
 ) -> list[Finding]:
     """Lint every SQL migration in version order; each undo file against the state its ``V``
-    file leaves. Python migrations are skipped (their effects are unknown to the linter)."""
-    state = LintState()
+    file leaves. Python migrations are skipped (their effects are unknown to the linter).
+
+    With the tenants' *catalog* (:func:`read_catalog`), the tables no migration created start
+    with the columns the tenants hold, the worst tenant's where they differ."""
+    state = LintState() if catalog is None else catalog.seed(LintState())
     findings: list[Finding] = []
     for migration in migrations.migrations:
         if migration.kind is not Kind.SQL:

@@ -147,6 +147,11 @@ class State:
     """Sequences created by the migrations (``CREATE SEQUENCE``, serial columns)."""
     stable_functions: frozenset[str] = frozenset()
     """Functions the migrations created IMMUTABLE or STABLE (a default may call them)."""
+    tenant_types: dict[tuple[str, str], tuple[tuple[str, ColumnType], ...]] = field(
+        default_factory=dict)
+    """(table, column) -> (tenant, type) of each tenant, for columns of the tenants' catalog
+    whose type differs between tenants (see ``_catalog``): a rule judges each and names the
+    worst."""
 
     def copy(self) -> Self:
         """A copy whose collections can change without changing this one."""
@@ -160,6 +165,7 @@ class State:
             functions=set(self.functions),
             types=set(self.types),
             sequences=set(self.sequences),
+            tenant_types=dict(self.tenant_types),
         )
 
     def rename_table(self, old: str, new: str) -> None:
@@ -169,12 +175,16 @@ class State:
         self.checks = {((new if t == old else t), n): v for (t, n), v in self.checks.items()}
         self.indexes = {i: (new if t == old else t) for i, t in self.indexes.items()}
         self.not_null = {((new if t == old else t), c) for t, c in self.not_null}
+        self.tenant_types = {
+            ((new if t == old else t), c): v for (t, c), v in self.tenant_types.items()
+        }
 
     def drop_table(self, table: str) -> None:
         self.columns = {k: v for k, v in self.columns.items() if k[0] != table}
         self.checks = {k: v for k, v in self.checks.items() if k[0] != table}
         self.indexes = {i: t for i, t in self.indexes.items() if t != table}
         self.not_null = {k for k in self.not_null if k[0] != table}
+        self.tenant_types = {k: v for k, v in self.tenant_types.items() if k[0] != table}
 
     def rename_column(self, table: str, old: str, new: str) -> None:
         if (table, old) in self.columns:
@@ -182,6 +192,8 @@ class State:
         if (table, old) in self.not_null:
             self.not_null.discard((table, old))
             self.not_null.add((table, new))
+        if (table, old) in self.tenant_types:
+            self.tenant_types[(table, new)] = self.tenant_types.pop((table, old))
         for key, check in list(self.checks.items()):
             if key[0] == table and check.column == old:
                 self.checks[key] = replace(check, column=new)
@@ -189,6 +201,7 @@ class State:
     def drop_column(self, table: str, column: str) -> None:
         self.columns.pop((table, column), None)
         self.not_null.discard((table, column))
+        self.tenant_types.pop((table, column), None)
         self.checks = {
             k: v for k, v in self.checks.items() if not (k[0] == table and v.column == column)
         }

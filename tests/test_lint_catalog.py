@@ -1,0 +1,92 @@
+"""Lint with the tenants' catalog: tables no migration created are known as the tenants hold
+them (one query for the database), the worst tenant decides and is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+from helpers import MakeMigrations, execute
+
+from tenantmig.lint import Catalog, lint_migrations, read_catalog
+from tenantmig.source import load_migrations
+
+_ALTER = "ALTER TABLE {{schema}}.customers ALTER COLUMN email TYPE varchar(%d);\n"
+WIDEN = {"V1__widen.sql": _ALTER % 255}
+NARROW = {"V1__narrow.sql": _ALTER % 20}
+
+
+async def _tenants(dsn: str, types: dict[str, str]) -> None:
+    """Tenants made by plain SQL, as another tool would have: ``customers(email <type>)``."""
+    for tenant, ctype in types.items():
+        await execute(dsn, f'CREATE SCHEMA "{tenant}"')
+        await execute(dsn, f'CREATE TABLE "{tenant}".customers '
+                           f"(id bigint PRIMARY KEY, email {ctype} NOT NULL)")
+
+
+async def _catalog(dsn: str, tenants: list[str]) -> Catalog:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await read_catalog(conn, tenants)
+    finally:
+        await conn.close()
+
+
+def _rules(folder: Path, catalog: Catalog | None) -> list[str]:
+    return [f"{f.rule}: {f.message}" for f in
+            lint_migrations(load_migrations(folder), catalog=catalog)]
+
+
+async def test_a_widening_of_what_the_tenants_hold_passes_with_the_catalog(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "varchar(50)"})
+    folder = make_migrations(WIDEN)
+    catalog = await _catalog(dsn, ["tenant_a", "tenant_b"])
+    assert catalog.columns[("customers", "email")].not_null == {"tenant_a", "tenant_b"}
+    assert _rules(folder, catalog) == []
+    without = _rules(folder, None)
+    assert len(without) == 1 and without[0].startswith("alter-column-type")
+
+
+async def test_a_narrowing_is_flagged_either_way(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)"})
+    folder = make_migrations(NARROW)
+    with_catalog = _rules(folder, await _catalog(dsn, ["tenant_a"]))
+    assert len(with_catalog) == 1
+    assert "from varchar(50) is not binary-coercible" in with_catalog[0]
+    assert "(in tenant_a" not in with_catalog[0]  # the tenants agree: nobody to name
+    assert len(_rules(folder, None)) == 1
+
+
+async def test_tenants_that_disagree_name_the_worst(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "integer",
+                         "tenant_c": "varchar(50)"})
+    folder = make_migrations(WIDEN)
+    found = _rules(folder, await _catalog(dsn, ["tenant_a", "tenant_b", "tenant_c"]))
+    assert len(found) == 1
+    assert "from int4 (in tenant_b: int4) is not binary-coercible" in found[0], found
+
+
+async def test_the_worst_tenant_is_judged_whichever_type_is_rarer(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    # The rare type (varchar(50)) widens; the common one (text -> varchar) rewrites.
+    await _tenants(dsn, {"tenant_a": "text", "tenant_b": "text", "tenant_c": "varchar(50)"})
+    folder = make_migrations(WIDEN)
+    found = _rules(folder, await _catalog(dsn, ["tenant_a", "tenant_b", "tenant_c"]))
+    assert len(found) == 1 and "from text (in tenant_a: text)" in found[0], found
+
+
+async def test_the_catalog_is_only_the_targeted_tenants_and_skips_the_history(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "other": "integer"})
+    await execute(dsn, 'CREATE TABLE "tenant_a".tenantmig_history (version int)')
+    catalog = await _catalog(dsn, ["tenant_a"])
+    assert {t for t, _ in catalog.columns} == {"customers"}
+    assert set(catalog.columns[("customers", "email")].types) == {"tenant_a"}
