@@ -21,6 +21,7 @@ from ._exceptions import (
     TargetError,
 )
 from ._pool import open_pool
+from ._safety import lint_all, read_catalog
 from ._sql import quote_ident
 from .discovery import (
     Targeting,
@@ -30,7 +31,7 @@ from .discovery import (
 from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
 from .ledger import LedgerRow, RunRecord, baselines, latest_failures, prune, read_run
-from .lint import TENANT_ONLY, Finding, accept_history, blocking, lint_migrations
+from .lint import Catalog, Finding, blocking
 from .options import Options, Settings, retention_ms
 from .outcome import Direction
 from .plan import (
@@ -56,20 +57,6 @@ from .runs import (
 from .source import MigrationSet, load_migrations
 
 log = structlog.get_logger("tenantmig")
-
-def _lint(migrations: MigrationSet, shared: MigrationSet | None,
-          shared_schemas: Sequence[str], settings: Options) -> list[Finding]:
-    """Every finding of the tenants' and the shared migrations (none with ``lint=False``);
-    those up to ``lint_after`` accepted as history."""
-    if not settings.lint:
-        return []
-    findings = accept_history(lint_migrations(migrations, shared_schemas=shared_schemas),
-                              migrations, settings.lint_after)
-    if shared is not None:
-        findings += [f for f in lint_migrations(shared, shared_schemas=shared_schemas)
-                     if f.rule not in TENANT_ONLY]
-    return findings
-
 
 class Engine:
     """Migrates the tenant schemas of one database.
@@ -118,6 +105,8 @@ class Engine:
             (target,) if shared_migrations is not None
             and target not in self.settings.shared_schemas else ())
         self._findings: list[Finding] | None = None
+        self._linted_with: frozenset[str] | None = None
+        """The tenants whose catalog :attr:`_findings` were judged with (None: none)."""
         self.options = ExecOptions.from_options(self.settings, self.shared_schemas)
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start
@@ -187,14 +176,34 @@ class Engine:
 
     def check_safety(self) -> list[Finding]:
         """Lint the migrations (once); raise :class:`LintError` on a finding no
-        ``tenantmig:allow`` accepts. Returns the accepted findings, for the record."""
+        ``tenantmig:allow`` accepts. Returns the accepted findings, for the record.
+
+        Without a database, the tables no migration created are unknown; once
+        :meth:`plan`, :meth:`upgrade`, :meth:`downgrade` or :meth:`resume` has judged them
+        with the targeted tenants' catalog, this gives that verdict."""
         if self._findings is None:
-            self._findings = _lint(self.migrations, self.shared_migrations,
+            self._findings = lint_all(self.migrations, self.shared_migrations,
                                    self.shared_schemas, self.settings)
         unsafe = blocking(self._findings)
         if unsafe:
             raise LintError(list(unsafe))
         return [f for f in self._findings if f.allowed is not None]
+
+    async def catalog(self, names: Sequence[str]) -> Catalog:
+        """The tables and columns tenants *names* hold, read in one query."""
+        with database_refusal("reading the tenants' catalog"):
+            async with (await self.pool()).acquire() as conn:
+                return await read_catalog(conn, names)
+
+    async def _check_safety_live(self, names: Sequence[str]) -> list[Finding]:
+        """:meth:`check_safety` with the catalog of tenants *names* (read once per set)."""
+        wanted = frozenset(names)
+        if self.settings.lint and wanted and self._linted_with != wanted:
+            catalog = await self.catalog(sorted(wanted))
+            self._findings = lint_all(self.migrations, self.shared_migrations,
+                                   self.shared_schemas, self.settings, catalog)
+            self._linted_with = wanted
+        return self.check_safety()
 
     async def plan(
         self,
@@ -204,9 +213,12 @@ class Engine:
         exclude: Iterable[str] = (),
         prefix: str | None = None,
     ) -> Plan:
-        """What :meth:`upgrade` would do; touches nothing. Refuses unsafe migrations."""
-        self.check_safety()
-        return await self._plan(tenants, target, exclude, prefix)
+        """What :meth:`upgrade` would do; touches nothing. Refuses unsafe migrations, judged
+        with the catalog of the targeted tenants."""
+        self._check_target(target)
+        names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        await self._check_safety_live(names)
+        return await self._plan_for(names, target)
 
     async def _plan(self, tenants: Iterable[str] | None, target: int | None,
                     exclude: Iterable[str], prefix: str | None) -> Plan:
@@ -214,6 +226,9 @@ class Engine:
         the next migration would be refused)."""
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        return await self._plan_for(names, target)
+
+    async def _plan_for(self, names: list[str], target: int | None) -> Plan:
         shared = self.settings.shared_target if self.shared_migrations is not None else None
         histories = await self._histories([*names, *([shared] if shared else [])])
         plan = make_plan(self.migrations, histories, names, target)
@@ -301,9 +316,9 @@ class Engine:
     ) -> Report:
         """Apply undo migrations, newest first, until each tenant is at *target*."""
         t0 = time.perf_counter()
-        self.check_safety()
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
+        await self._check_safety_live(names)
         histories = await self._histories(names)
         plans = [plan_down(n, self.migrations, histories.get(n), target) for n in names]
         self.refuse_drift(Plan(target, tuple(plans)))
@@ -315,9 +330,9 @@ class Engine:
 
     async def resume(self, run_id: str | None = None) -> Report:
         """Re-run the failed and unfinished tenants of a run, to that run's target."""
-        self.check_safety()
         run, todo = await unfinished(await self.pool(), self.control_schema, run_id,
                                      self.settings.shared_target)
+        await self._check_safety_live(todo)
         arguments = {"resume": run.run_id}
         if not todo:
             return Report("resume", None, run.target, (), 0.0)

@@ -4,10 +4,15 @@ them (one query for the database), the worst tenant decides and is named."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from helpers import MakeMigrations, execute
+import pytest
+from helpers import MakeMigrations, execute, fetchval
 
+import tenantmig
+from tenantmig import Engine
+from tenantmig import engine as engine_module
 from tenantmig.lint import Catalog, lint_migrations, read_catalog
 from tenantmig.source import load_migrations
 
@@ -90,3 +95,41 @@ async def test_the_catalog_is_only_the_targeted_tenants_and_skips_the_history(
     catalog = await _catalog(dsn, ["tenant_a"])
     assert {t for t, _ in catalog.columns} == {"customers"}
     assert set(catalog.columns[("customers", "email")].types) == {"tenant_a"}
+
+
+async def test_up_proves_the_widening_with_the_tenants_catalog_in_one_query(
+    dsn: str, make_migrations: MakeMigrations, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "varchar(50)"})
+    folder = make_migrations(WIDEN)
+    reads: list[list[str]] = []
+
+    async def counted(conn: Any, tenants: list[str]) -> Catalog:
+        reads.append(list(tenants))
+        return await read_catalog(conn, tenants)
+
+    monkeypatch.setattr(engine_module, "read_catalog", counted)
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(tenantmig.LintError):
+            engine.check_safety()  # without the tenants, as lint without a database
+        report = await engine.upgrade()
+    assert reads == [["tenant_a", "tenant_b"]]
+    assert report.ok, report
+    assert await fetchval(dsn, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                               "WHERE attrelid = 'tenant_b.customers'::regclass "
+                               "AND attname = 'email'") == "character varying(255)"
+
+
+async def test_up_refuses_a_narrowing_and_names_the_worst_tenant(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "integer"})
+    folder = make_migrations(WIDEN)
+    async with Engine(dsn, migrations=folder) as engine:
+        with pytest.raises(tenantmig.LintError) as caught:
+            await engine.plan()
+    assert "(in tenant_b: int4)" in str(caught.value)
+    async with Engine(dsn, migrations=make_migrations(NARROW, subdir="narrow")) as engine:
+        with pytest.raises(tenantmig.LintError) as caught:
+            await engine.upgrade(["tenant_a"])
+    assert "from varchar(50) is not binary-coercible" in str(caught.value)
