@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import MakeMigrations, execute, fetchval
+from helpers import MakeMigrations, cli_env, execute, fetchval, show, tm
 
 import tenantmig
 from tenantmig import Engine
@@ -133,3 +133,47 @@ async def test_up_refuses_a_narrowing_and_names_the_worst_tenant(
         with pytest.raises(tenantmig.LintError) as caught:
             await engine.upgrade(["tenant_a"])
     assert "from varchar(50) is not binary-coercible" in str(caught.value)
+
+
+async def test_cli_lint_reads_the_catalog_only_when_asked(
+    dsn: str, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "varchar(50)",
+                         "other_x": "integer"})
+    folder = make_migrations(WIDEN)
+    offline = tm("lint", "--migrations", folder, cwd=tmp_path)
+    assert offline.returncode == 2 and "alter-column-type" in offline.stdout, show(offline)
+    live = tm("lint", "--dsn", dsn, "--migrations", folder, cwd=tmp_path)
+    assert live.returncode == 0, show(live)
+    assert "0 error(s)" in live.stdout
+    # A DSN from the environment alone keeps lint offline; --catalog uses it.
+    env = cli_env(TENANTMIG_DSN=dsn)
+    assert tm("lint", "--migrations", folder, cwd=tmp_path, env=env).returncode == 2
+    assert tm("lint", "--catalog", "--migrations", folder, cwd=tmp_path,
+              env=env).returncode == 0
+    # The targeting of the other commands: other_x (integer) is a tenant only by --prefix.
+    other = tm("lint", "--dsn", dsn, "--prefix", "other_", "--migrations", folder,
+               cwd=tmp_path)
+    assert other.returncode == 2 and "from int4 is not binary-coercible" in other.stdout, \
+        show(other)
+
+
+async def test_cli_lint_names_the_worst_tenant_and_up_runs_the_widening(
+    dsn: str, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    await _tenants(dsn, {"tenant_a": "varchar(50)", "tenant_b": "text", "tenant_c": "text"})
+    folder = make_migrations(WIDEN)
+    both = tm("lint", "--dsn", dsn, "--migrations", folder, cwd=tmp_path)
+    assert both.returncode == 2 and "(in tenant_b: text)" in both.stdout, show(both)
+    one = tm("lint", "--dsn", dsn, "--tenant", "tenant_a", "--migrations", folder,
+             cwd=tmp_path)
+    assert one.returncode == 0, show(one)
+    up = tm("up", "--dsn", dsn, "--tenant", "tenant_a", "--migrations", folder, cwd=tmp_path)
+    assert up.returncode == 0, show(up)
+
+
+def test_cli_lint_catalog_without_a_database_is_a_usage_error(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    r = tm("lint", "--catalog", "--migrations", make_migrations(WIDEN), cwd=tmp_path)
+    assert r.returncode != 0 and "lint --catalog needs a database" in r.stderr, show(r)

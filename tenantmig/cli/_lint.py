@@ -1,24 +1,34 @@
-"""``tenantmig lint``: the safety checks, without a database.
+"""``tenantmig lint``: the safety checks, without a database unless asked for one.
 
 One run reports everything: the problems of the files that do not load (as findings of
 rule ``load``) and the findings of every file that does, sorted by file and line, in the
 format asked for (``text``, ``json``, or a CI's own: ``github``, ``sarif``).
+
+With ``--dsn`` on the command line, or ``--catalog`` (the configured database), the
+targeted tenants' catalog is read first (one query per database), so the tables no
+migration created are known as the tenants hold them. A DSN that only the config file or
+``$TENANTMIG_DSN`` gives is not used without ``--catalog``: lint in CI stays offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
 from .._exceptions import ConfigError, Problem
 from ..config import Config
+from ..discovery import merge_tenants
+from ..engine import Engine
 from ..lint import (
     HISTORY_REASON,
     RULES,
+    Catalog,
     Finding,
     LintState,
     accept_history,
@@ -26,7 +36,7 @@ from ..lint import (
     fix_qualifiers,
     lint_migrations,
 )
-from ..source import load_migrations_partially, sql_files
+from ..source import MigrationSet, load_migrations_partially, sql_files
 from . import _lint_formats, _render
 from ._lint_explain import KNOWN, LOAD, explain
 
@@ -55,10 +65,12 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
             out.print(f"fixed {name}", markup=False)
         out.print(f"{len(fixed)} file(s) changed: their checksums changed too, so only "
                   "do this before they are applied anywhere.")
+    catalog = _catalog(args, config)
     migrations, problems = load_migrations_partially(config.migrations)
     findings = sorted(
         [*map(_as_finding, problems),
-         *accept_history(lint_migrations(migrations, shared_schemas=config.options.shared_schemas),
+         *accept_history(lint_migrations(migrations, shared_schemas=config.options.shared_schemas,
+                                         catalog=catalog),
                          migrations, config.options.lint_after)],
         key=_order)
     unsafe = blocking(findings)
@@ -80,6 +92,32 @@ def run_lint(args: argparse.Namespace, config: Config) -> int:
             out.print(str(finding), markup=False)
         out.print(_summary(len(migrations.migrations), findings, len(problems)))
     return EXIT_UNSAFE if unsafe else EXIT_OK
+
+
+def _catalog(args: argparse.Namespace, config: Config) -> Catalog | None:
+    """The targeted tenants' catalog, when ``--dsn`` or ``--catalog`` asks for it."""
+    if not (args.dsn or args.catalog):
+        return None
+    if not config.dsns:
+        raise ConfigError("lint --catalog needs a database: give --dsn, set TENANTMIG_DSN, "
+                          "or put dsn in tenantmig.toml")
+    explicit = merge_tenants(args.tenant, args.tenants_file) or None
+    return asyncio.run(_read_catalogs(config, explicit, args.exclude))
+
+
+async def _read_catalogs(config: Config, explicit: Sequence[str] | None,
+                         exclude: Sequence[str]) -> Catalog:
+    """Each database's targeted tenants (as ``up`` targets them), their catalogs as one."""
+    catalog = Catalog(())
+    for dsn in config.dsns:
+        engine = Engine(dsn, migrations=MigrationSet(config.migrations, ()),
+                        options=config.options)
+        try:
+            names = await engine.tenants(explicit, exclude=exclude)
+            catalog = catalog.merged(await engine.catalog(names))
+        finally:
+            await engine.close()
+    return catalog
 
 
 def _format(args: argparse.Namespace) -> str:

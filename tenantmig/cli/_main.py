@@ -186,6 +186,9 @@ def _lint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json", "github", "sarif"),
                         help="text (the default), json (as --json), github (workflow "
                         "commands: annotations on the pull request) or sarif (2.1.0)")
+    parser.add_argument("--catalog", action="store_true",
+                        help="judge with the targeted tenants' catalog, read from the "
+                        "configured database (implied by --dsn; else no database is used)")
     _json(parser)
 
 
@@ -230,7 +233,8 @@ _COMMANDS: dict[str, _Command] = {
                        on_database(ledger, migrations=False)),
     "prune": _Command("delete old runs from the ledger (--older-than 90d)", (),
                       _prune_arguments, on_database(prune, migrations=False)),
-    "lint": _Command("static safety checks of the migration files (no database)", (),
+    "lint": _Command("static safety checks of the migration files (no database unless "
+                     "--dsn or --catalog)", ("targeting",),
                      _lint_arguments, _lazy("._lint", "run_lint")),
     "new": _Command("write the next migration file(s), optionally from a safe pattern", (),
                     _new_arguments, _lazy("._new", "run_new")),

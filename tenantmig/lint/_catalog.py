@@ -52,6 +52,15 @@ class Catalog:
     tenants: tuple[str, ...]
     columns: Mapping[tuple[str, str], CatalogColumn] = field(default_factory=dict)
 
+    def merged(self, other: Catalog) -> Catalog:
+        """This catalog and *other*'s (another database's tenants) as one."""
+        columns = dict(self.columns)
+        for key, column in other.columns.items():
+            mine = columns.get(key)
+            columns[key] = column if mine is None else CatalogColumn(
+                {**mine.types, **column.types}, mine.not_null | column.not_null)
+        return Catalog((*self.tenants, *other.tenants), columns)
+
     def seed(self, state: S) -> S:
         """A copy of *state* with the columns of the tables it does not know yet.
 
