@@ -177,3 +177,20 @@ def test_cli_lint_catalog_without_a_database_is_a_usage_error(
 ) -> None:
     r = tm("lint", "--catalog", "--migrations", make_migrations(WIDEN), cwd=tmp_path)
     assert r.returncode != 0 and "lint --catalog needs a database" in r.stderr, show(r)
+
+
+async def test_a_table_the_folder_creates_is_judged_as_the_folder_says(
+    dsn: str, make_migrations: MakeMigrations
+) -> None:
+    # The tenants ran V1 and a later NOT NULL already; V2 of this folder, judged after V1,
+    # sets NOT NULL on a column V1 made nullable: the catalog does not excuse it.
+    await _tenants(dsn, {"tenant_a": "varchar(50)"})
+    folder = make_migrations({
+        "V1__customers.sql": "CREATE TABLE {{schema}}.customers (id bigint PRIMARY KEY, "
+                             "email varchar(50));\n",
+        "V2__not_null.sql": "ALTER TABLE {{schema}}.customers ALTER COLUMN email "
+                            "SET NOT NULL;\n",
+    })
+    catalog = await _catalog(dsn, ["tenant_a"])
+    assert [f.split(":")[0] for f in _rules(folder, catalog)] == ["set-not-null-unvalidated"]
+    assert [f.split(":")[0] for f in _rules(folder, None)] == ["set-not-null-unvalidated"]
