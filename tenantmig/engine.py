@@ -183,7 +183,7 @@ class Engine:
         with the targeted tenants' catalog, this gives that verdict."""
         if self._findings is None:
             self._findings = lint_all(self.migrations, self.shared_migrations,
-                                   self.shared_schemas, self.settings)
+                                      self.shared_schemas, self.settings)
         unsafe = blocking(self._findings)
         if unsafe:
             raise LintError(list(unsafe))
@@ -201,7 +201,7 @@ class Engine:
         if self.settings.lint and wanted and self._linted_with != wanted:
             catalog = await self.catalog(sorted(wanted))
             self._findings = lint_all(self.migrations, self.shared_migrations,
-                                   self.shared_schemas, self.settings, catalog)
+                                      self.shared_schemas, self.settings, catalog)
             self._linted_with = wanted
         return self.check_safety()
 
