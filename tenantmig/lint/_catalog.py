@@ -23,16 +23,18 @@ from ._state import ColumnType, State, column_type
 
 S = TypeVar("S", bound=State)
 
-_QUERY = f"""
+_QUERY = """
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p')
-  AND c.relname <> '{HISTORY_TABLE}' AND a.attnum > 0 AND NOT a.attisdropped
+  AND c.relname <> $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY n.nspname, c.relname, a.attnum
 """
-"""One query for every targeted tenant: ordinary and partitioned tables' live columns."""
+"""One query for every targeted tenant: ordinary and partitioned tables' live columns. The
+history table's name is a parameter: no statement naming it stays prepared on a connection
+(see ``history``)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Catalog:
 
 async def read_catalog(conn: Any, tenants: Sequence[str]) -> Catalog:
     """The catalog of *tenants* (schema names) in *conn*'s database, in one query."""
-    rows = await conn.fetch(_QUERY, list(tenants))
+    rows = await conn.fetch(_QUERY, list(tenants), HISTORY_TABLE)
     return catalog_of(tenants, [tuple(r) for r in rows])
 
 
