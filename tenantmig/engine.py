@@ -17,11 +17,10 @@ import structlog
 from . import baseline, control
 from ._exceptions import (
     ConfigError,
-    LintError,
     TargetError,
 )
 from ._pool import open_pool
-from ._safety import lint_all, read_catalog
+from ._safety import SafetyCheck, tenants_catalog
 from ._sql import quote_ident
 from .discovery import (
     Targeting,
@@ -30,8 +29,8 @@ from .discovery import (
 )
 from .executor import ExecOptions, OutcomeCallback
 from .history import read_histories
-from .ledger import LedgerRow, RunRecord, baselines, latest_failures, prune, read_run
-from .lint import Catalog, Finding, blocking
+from .ledger import LedgerRow, RunRecord, prune, status_facts
+from .lint import Catalog, Finding
 from .options import Options, Settings, retention_ms
 from .outcome import Direction
 from .plan import (
@@ -104,9 +103,8 @@ class Engine:
         self.shared_schemas = self.settings.shared_schemas + (
             (target,) if shared_migrations is not None
             and target not in self.settings.shared_schemas else ())
-        self._findings: list[Finding] | None = None
-        self._linted_with: frozenset[str] | None = None
-        """The tenants whose catalog :attr:`_findings` were judged with (None: none)."""
+        self._safety = SafetyCheck(self.migrations, self.shared_migrations,
+                                   self.shared_schemas, self.settings)
         self.options = ExecOptions.from_options(self.settings, self.shared_schemas)
         self.on_outcome = on_outcome
         self.on_run_start = on_run_start
@@ -140,11 +138,11 @@ class Engine:
         message), but the server's ending of the backend is not waited for: for a process
         about to exit, where that wait (about 25 ms for 8 connections) is all it does."""
         if self._pool is not None and self._owns_pool:
+            pool, self._pool = self._pool, None
             if wait:
-                await self._pool.close()
+                await pool.close()
             else:
-                self._pool.terminate()
-            self._pool = None
+                pool.terminate()
 
     def request_stop(self) -> None:
         """Start no new tenant (e.g. on SIGINT); running ones finish and are recorded."""
@@ -160,14 +158,10 @@ class Engine:
         prefix: str | None = None,
     ) -> list[str]:
         """The targeted tenant schemas (explicit names must exist)."""
-        targeting = Targeting(
-            tenants=None if tenants is None else tuple(tenants),
-            prefix=self.prefix if prefix is None else prefix,
-            exclude=tuple(exclude),
-        )
-        pool = await self.pool()
+        targeting = Targeting(None if tenants is None else tuple(tenants),
+                              self.prefix if prefix is None else prefix, tuple(exclude))
         with database_refusal("discovering tenant schemas"):
-            async with pool.acquire() as conn:
+            async with (await self.pool()).acquire() as conn:
                 return await discover(conn, targeting, control_schema=self.control_schema)
 
     def _check_target(self, target: int | None) -> None:
@@ -181,29 +175,14 @@ class Engine:
         Without a database, the tables no migration created are unknown; once
         :meth:`plan`, :meth:`upgrade`, :meth:`downgrade` or :meth:`resume` has judged them
         with the targeted tenants' catalog, this gives that verdict."""
-        if self._findings is None:
-            self._findings = lint_all(self.migrations, self.shared_migrations,
-                                      self.shared_schemas, self.settings)
-        unsafe = blocking(self._findings)
-        if unsafe:
-            raise LintError(list(unsafe))
-        return [f for f in self._findings if f.allowed is not None]
+        return self._safety.check()
 
     async def catalog(self, names: Sequence[str]) -> Catalog:
         """The tables and columns tenants *names* hold, read in one query."""
-        with database_refusal("reading the tenants' catalog"):
-            async with (await self.pool()).acquire() as conn:
-                return await read_catalog(conn, names)
+        return await tenants_catalog(await self.pool(), names)
 
     async def _check_safety_live(self, names: Sequence[str]) -> list[Finding]:
-        """:meth:`check_safety` with the catalog of tenants *names* (read once per set)."""
-        wanted = frozenset(names)
-        if self.settings.lint and wanted and self._linted_with != wanted:
-            catalog = await self.catalog(sorted(wanted))
-            self._findings = lint_all(self.migrations, self.shared_migrations,
-                                      self.shared_schemas, self.settings, catalog)
-            self._linted_with = wanted
-        return self.check_safety()
+        return await self._safety.check_with(await self.pool(), names)
 
     async def plan(
         self,
@@ -218,14 +197,6 @@ class Engine:
         self._check_target(target)
         names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         await self._check_safety_live(names)
-        return await self._plan_for(names, target)
-
-    async def _plan(self, tenants: Iterable[str] | None, target: int | None,
-                    exclude: Iterable[str], prefix: str | None) -> Plan:
-        """The plan, whatever the linter says (status shows where tenants stand even when
-        the next migration would be refused)."""
-        self._check_target(target)
-        names = await self.tenants(tenants, exclude=exclude, prefix=prefix)
         return await self._plan_for(names, target)
 
     async def _plan_for(self, names: list[str], target: int | None) -> Plan:
@@ -251,17 +222,14 @@ class Engine:
         prefix: str | None = None,
     ) -> Status:
         """Versions across tenants, pending and drifted, and failures of the latest run."""
-        plan = await self._plan(tenants, None, exclude, prefix)
-        pool = await self.pool()
+        # Planned whatever the linter says: status shows where tenants stand even when the
+        # next migration would be refused.
+        plan = await self._plan_for(await self.tenants(tenants, exclude=exclude,
+                                                       prefix=prefix), None)
         with database_refusal("reading the control schema"):
-            async with pool.acquire() as conn:
-                last_run = await read_run(conn, self.control_schema, None)
-                failures = (
-                    await latest_failures(conn, self.control_schema) if last_run
-                    else {}
-                )
-                adopted = await baselines(conn, self.control_schema,
-                                          [t.tenant for t in plan.tenants])
+            async with (await self.pool()).acquire() as conn:
+                last_run, failures, adopted = await status_facts(
+                    conn, self.control_schema, [t.tenant for t in plan.tenants])
         return Status.of(plan, self.migrations.head, last_run, failures, adopted,
                          None if self.shared_migrations is None
                          else self.shared_migrations.head)

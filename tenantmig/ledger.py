@@ -433,3 +433,13 @@ async def prune(conn: Any, control_schema: str, older_than_ms: int) -> int:
         older_than_ms,
     )
     return int(deleted)
+
+
+async def status_facts(conn: Any, control_schema: str, tenants: Sequence[str]) -> tuple[
+    RunRecord | None, dict[str, LedgerRow], dict[str, int]
+]:
+    """What ``status`` adds to the tenants' histories: the latest run, its failed tenants'
+    rows, and the version each of *tenants* was baselined at."""
+    last_run = await read_run(conn, control_schema, None)
+    failures = await latest_failures(conn, control_schema) if last_run else {}
+    return last_run, failures, await baselines(conn, control_schema, tenants)

@@ -12,7 +12,7 @@ from helpers import MakeMigrations, cli_env, execute, fetchval, show, tm
 
 import tenantmig
 from tenantmig import Engine
-from tenantmig import engine as engine_module
+from tenantmig import _safety as safety_module
 from tenantmig.lint import Catalog, lint_migrations, read_catalog
 from tenantmig.source import load_migrations
 
@@ -108,7 +108,7 @@ async def test_up_proves_the_widening_with_the_tenants_catalog_in_one_query(
         reads.append(list(tenants))
         return await read_catalog(conn, tenants)
 
-    monkeypatch.setattr(engine_module, "read_catalog", counted)
+    monkeypatch.setattr(safety_module, "read_catalog", counted)
     async with Engine(dsn, migrations=folder) as engine:
         with pytest.raises(tenantmig.LintError):
             engine.check_safety()  # without the tenants, as lint without a database
