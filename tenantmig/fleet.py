@@ -9,7 +9,7 @@ with the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack
 
@@ -225,8 +225,7 @@ class Fleet:
         return await self._each_indexed(lambda _i, engine: action(engine))
 
     async def _each_indexed(
-        self, action: Callable[[int, Engine], Coroutine[Any, Any, _T]] |
-        Callable[[int, Engine], Awaitable[_T]],
+        self, action: Callable[[int, Engine], Awaitable[_T]]
     ) -> list[_T]:
         """*action* on every database at once; results in DSN order. The first
         :class:`TenantmigError` of any database is raised as itself."""
